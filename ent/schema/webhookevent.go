@@ -1,0 +1,59 @@
+package schema
+
+import (
+	"time"
+
+	"entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
+)
+
+// WebhookEvent records a delivered Clerk webhook: its svix-id, written in the
+// same transaction as the event's effect, makes redelivery a no-op; the raw
+// payload is kept for audit.
+type WebhookEvent struct {
+	ent.Schema
+}
+
+// Fields of the WebhookEvent.
+func (WebhookEvent) Fields() []ent.Field {
+	return []ent.Field{
+		field.String("id").
+			Immutable().
+			NotEmpty().
+			Comment("The svix-id of the delivery."),
+		field.String("type").Immutable(),
+		field.String("object_id").
+			Immutable().
+			Default("").
+			Comment("The id of the user, organization or membership the event is about."),
+		field.String("result").
+			Immutable().
+			Comment("applied, stale or ignored."),
+		field.Bytes("payload").
+			Immutable().
+			Comment("The raw, verified request body."),
+		field.Time("received_at").
+			Immutable().
+			Default(time.Now),
+	}
+}
+
+// Indexes of the WebhookEvent.
+func (WebhookEvent) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("object_id", "received_at")}
+}
+
+// Policy of the WebhookEvent: Gatehouse's own records only.
+func (WebhookEvent) Policy() ent.Policy {
+	return tenancy.SystemOnlyPolicy()
+}
+
+// Annotations of the WebhookEvent.
+func (WebhookEvent) Annotations() []schema.Annotation {
+	return []schema.Annotation{entsql.Table("webhook_events")}
+}

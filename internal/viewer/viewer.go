@@ -1,0 +1,144 @@
+// Package viewer says who is calling: the authenticated Principal carried in a
+// request's context, and the tenant it acts in.
+//
+// The auth interceptor puts a Principal in the context; the store reads it back
+// to scope every tenant-owned query and mutation. A context without a Principal
+// reaches no tenant data at all. Background work that must see every tenant
+// (the webhook appliers, first-sight provisioning) runs under NewSystemContext,
+// which is never reachable from a request.
+package viewer
+
+import (
+	"context"
+	"slices"
+	"time"
+)
+
+// Kind says what sort of caller a Principal is.
+type Kind uint8
+
+const (
+	// KindUser is a person signed in with a Clerk session token.
+	KindUser Kind = iota + 1
+	// KindMachine is a service calling with a Clerk machine (M2M) token.
+	KindMachine
+	// KindSystem is Gatehouse itself (webhooks, provisioning); it is never
+	// derived from a token.
+	KindSystem
+)
+
+func (k Kind) String() string {
+	switch k {
+	case KindUser:
+		return "user"
+	case KindMachine:
+		return "machine"
+	case KindSystem:
+		return "system"
+	}
+	return "unknown"
+}
+
+// Principal is an authenticated caller and the tenant it acts in.
+type Principal struct {
+	Kind Kind
+	// Subject is the Clerk id of the caller: user_… for users, mch_… for
+	// machines.
+	Subject string
+	// SessionID is the Clerk session (sid) for users; the token id for
+	// machines.
+	SessionID string
+	// TenantID is the active organization (org_…) when there is one, else
+	// the user's own id: every user has a personal tenant.
+	TenantID string
+	// OrgID and OrgRole describe the active organization; both are empty in a
+	// personal tenant. OrgRole is in Clerk's "org:admin" form.
+	OrgID   string
+	OrgRole string
+	// Permissions are the effective permissions in TenantID, sorted and
+	// without duplicates.
+	Permissions []string
+	// ExpiresAt is when the credential stops being valid.
+	ExpiresAt time.Time
+}
+
+// Has reports whether p holds permission in its tenant.
+func (p *Principal) Has(permission string) bool {
+	_, ok := slices.BinarySearch(p.Permissions, permission)
+	return ok
+}
+
+// HasAll reports whether p holds every one of permissions.
+func (p *Principal) HasAll(permissions []string) bool {
+	for _, perm := range permissions {
+		if !p.Has(perm) {
+			return false
+		}
+	}
+	return true
+}
+
+// Personal reports whether p acts in a user's own personal tenant.
+func (p *Principal) Personal() bool {
+	return p.Kind == KindUser && p.TenantID == p.Subject
+}
+
+// ID returns the principal's subject, for logs and metrics.
+func (p *Principal) ID() string {
+	if p == nil {
+		return ""
+	}
+	return p.Subject
+}
+
+type contextKey struct{}
+
+// NewContext returns a context carrying p.
+func NewContext(ctx context.Context, p *Principal) context.Context {
+	return context.WithValue(ctx, contextKey{}, p)
+}
+
+// FromContext returns the Principal in ctx, if any.
+func FromContext(ctx context.Context) (*Principal, bool) {
+	p, ok := ctx.Value(contextKey{}).(*Principal)
+	return p, ok && p != nil
+}
+
+var system = &Principal{Kind: KindSystem, Subject: "system"}
+
+// NewSystemContext returns a context in which the store allows access across
+// every tenant. Use it only for Gatehouse's own work, never on behalf of a
+// caller.
+func NewSystemContext(ctx context.Context) context.Context {
+	return NewContext(ctx, system)
+}
+
+// IsSystem reports whether ctx was made by NewSystemContext.
+func IsSystem(ctx context.Context) bool {
+	p, ok := FromContext(ctx)
+	return ok && p.Kind == KindSystem
+}
+
+// ValidTenantID reports whether id has the shape of a Clerk organization or
+// user id (^(org|user)_[A-Za-z0-9]+$). Ids are checked before they reach SQL.
+func ValidTenantID(id string) bool {
+	var rest string
+	switch {
+	case len(id) > 4 && id[:4] == "org_":
+		rest = id[4:]
+	case len(id) > 5 && id[:5] == "user_":
+		rest = id[5:]
+	default:
+		return false
+	}
+	if len(rest) > 64 {
+		return false
+	}
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
