@@ -1,0 +1,122 @@
+// Package store opens Gatehouse's database — embedded SQLite by default,
+// Postgres (lib/pq) for a postgres:// URL — and migrates its schema.
+//
+// The ent client it returns enforces tenancy itself (see internal/tenancy):
+// callers pass a context carrying a viewer, and only that viewer's tenant is
+// reachable.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	entsql "entgo.io/ent/dialect/sql"
+	"entgo.io/ent/dialect"
+	_ "github.com/lib/pq" // Postgres driver.
+	_ "modernc.org/sqlite" // Embedded SQLite driver.
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/migrate"
+	_ "github.com/gatehouse-dev/gatehouse/ent/runtime" // Schema hooks and privacy policies.
+)
+
+// DefaultSQLitePath is the database used when DATABASE_URL is unset.
+const DefaultSQLitePath = "gatehouse.db"
+
+// Store is an open database.
+type Store struct {
+	// Client is the tenancy-enforcing ent client.
+	Client *ent.Client
+	// DB is the underlying pool.
+	DB *sql.DB
+	// Dialect is dialect.Postgres or dialect.SQLite.
+	Dialect string
+}
+
+// Open connects to databaseURL: "" or a file path or "file:" / "sqlite:" URL
+// for SQLite, "postgres://" or "postgresql://" for Postgres. It checks the
+// connection but does not migrate.
+func Open(ctx context.Context, databaseURL string) (*Store, error) {
+	driver, dsn, dia, err := parseURL(databaseURL)
+	if err != nil {
+		return nil, err
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("open %s database: %w", dia, err)
+	}
+	if dia == dialect.SQLite {
+		// One writer at a time; WAL lets readers proceed beside it.
+		db.SetMaxOpenConns(1)
+	} else {
+		db.SetMaxOpenConns(20)
+		db.SetMaxIdleConns(20)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := db.PingContext(pingCtx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("connect to %s database: %w", dia, err)
+	}
+	drv := entsql.OpenDB(dia, db)
+	return &Store{Client: ent.NewClient(ent.Driver(drv)), DB: db, Dialect: dia}, nil
+}
+
+// Migrate creates or updates the schema. It only adds: columns and tables are
+// never dropped.
+func (s *Store) Migrate(ctx context.Context) error {
+	if err := s.Client.Schema.Create(ctx, migrate.WithForeignKeys(true)); err != nil {
+		return fmt.Errorf("migrate %s schema: %w", s.Dialect, err)
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return s.DB.PingContext(ctx)
+}
+
+// Close closes the pool.
+func (s *Store) Close() error {
+	return s.Client.Close()
+}
+
+// Redacted returns databaseURL with any password masked, for logs.
+func Redacted(databaseURL string) string {
+	u, err := url.Parse(databaseURL)
+	if err != nil || u.User == nil {
+		return databaseURL
+	}
+	return u.Redacted()
+}
+
+func parseURL(raw string) (driver, dsn, dia string, err error) {
+	switch {
+	case raw == "":
+		raw = DefaultSQLitePath
+	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
+		return "postgres", raw, dialect.Postgres, nil
+	case strings.Contains(raw, "://"):
+		return "", "", "", errors.New("DATABASE_URL: want postgres://… or a SQLite file path")
+	}
+	path := strings.TrimPrefix(strings.TrimPrefix(raw, "sqlite:"), "file:")
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	if path == "" {
+		return "", "", "", errors.New("DATABASE_URL: empty SQLite path")
+	}
+	q := url.Values{}
+	q.Add("_pragma", "foreign_keys(1)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Set("_txlock", "immediate")
+	return "sqlite", "file:" + path + "?" + q.Encode(), dialect.SQLite, nil
+}
