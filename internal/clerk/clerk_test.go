@@ -1,0 +1,253 @@
+package clerk
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+)
+
+var testKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// newEmulator serves a Clerk emulator and returns it with a Client for it.
+func newEmulator(t *testing.T, opts clerkemu.Options) (*clerkemu.Emulator, *Client) {
+	t.Helper()
+	if opts.Key == nil {
+		opts.Key = testKey()
+	}
+	e, err := clerkemu.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, New(Config{APIURL: serve(t, e), SecretKey: e.SecretKey()})
+}
+
+// serve serves e's Backend API and returns its base URL.
+func serve(t *testing.T, e *clerkemu.Emulator) string {
+	t.Helper()
+	srv := httptest.NewServer(e.Handler())
+	t.Cleanup(srv.Close)
+	return srv.URL + "/v1"
+}
+
+// newFixture serves one canned answer for every request.
+func newFixture(t *testing.T, status int, body string) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}))
+	t.Cleanup(srv.Close)
+	return New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+}
+
+// unreachable returns a Client for an address nothing listens on.
+func unreachable(t *testing.T) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	return New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+}
+
+// sentinel names the sentinel err wraps, for comparing in tables.
+func sentinel(err error) string {
+	for _, s := range []error{ErrNotFound, ErrUnavailable, ErrInvalidToken, ErrUnknownKey} {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	if err != nil {
+		return "other"
+	}
+	return ""
+}
+
+func TestUser(t *testing.T) {
+	created := time.UnixMilli(1700000000123).UTC()
+	e, client := newEmulator(t, clerkemu.Options{})
+	e.AddUser(clerkemu.User{ID: "user_alice", Email: "alice@example.com", SecondaryEmails: []string{"old@example.com"},
+		FirstName: "Alice", LastName: "Liddell", ImageURL: "https://img.example/a.png", CreatedAt: created, UpdatedAt: created.Add(time.Second)})
+	e.AddUser(clerkemu.User{ID: "user_phone", FirstName: "Pho", CreatedAt: created, UpdatedAt: created})
+	e.AddUser(clerkemu.User{ID: "user_gone"})
+	e.DeleteUser("user_gone")
+	down, downClient := newEmulator(t, clerkemu.Options{})
+	down.SetUsersStatus(http.StatusServiceUnavailable)
+	limited, limitedClient := newEmulator(t, clerkemu.Options{})
+	limited.SetUsersStatus(http.StatusTooManyRequests)
+	wrongKey := New(Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"})
+
+	tests := []struct {
+		name   string
+		client *Client
+		id     string
+		want   *User
+		err    string
+	}{
+		{name: "primary email chosen by id", client: client, id: "user_alice", want: &User{ID: "user_alice", Email: "alice@example.com",
+			FirstName: "Alice", LastName: "Liddell", ImageURL: "https://img.example/a.png", CreatedAt: created, UpdatedAt: created.Add(time.Second)}},
+		{name: "phone only", client: client, id: "user_phone", want: &User{ID: "user_phone", FirstName: "Pho", CreatedAt: created, UpdatedAt: created}},
+		{name: "unknown", client: client, id: "user_nobody", err: ErrNotFound.Error()},
+		{name: "deleted", client: client, id: "user_gone", err: ErrNotFound.Error()},
+		{name: "malformed id", client: client, id: "user_../jwks", err: ErrNotFound.Error()},
+		{name: "503", client: downClient, id: "user_alice", err: ErrUnavailable.Error()},
+		{name: "429", client: limitedClient, id: "user_alice", err: ErrUnavailable.Error()},
+		{name: "502 from a proxy", client: newFixture(t, http.StatusBadGateway, "<html>Bad Gateway</html>"), id: "user_alice", err: ErrUnavailable.Error()},
+		{name: "unreachable", client: unreachable(t), id: "user_alice", err: ErrUnavailable.Error()},
+		{name: "wrong secret key", client: wrongKey, id: "user_alice", err: "other"},
+		{name: "garbage 200", client: newFixture(t, http.StatusOK, "{"), id: "user_alice", err: "other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.client.User(context.Background(), tt.id)
+			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
+				t.Fatalf("error %v (-want +got):\n%s", err, diff)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("User (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestUserClerkJSON decodes a user as Clerk's Backend API documents it, so
+// the client is not only checked against the emulator.
+func TestUserClerkJSON(t *testing.T) {
+	client := newFixture(t, http.StatusOK, `{
+		"object": "user", "id": "user_29w83sxmDNGwOuEthce5gg56FcC",
+		"username": null, "first_name": "Ada", "last_name": null,
+		"image_url": "https://img.clerk.com/x", "has_image": true,
+		"primary_email_address_id": "idn_2",
+		"primary_phone_number_id": null,
+		"email_addresses": [
+			{"id": "idn_1", "object": "email_address", "email_address": "first@example.com", "reserved": false,
+			 "verification": {"status": "verified", "strategy": "email_code", "attempts": null, "expire_at": null}, "linked_to": []},
+			{"id": "idn_2", "object": "email_address", "email_address": "ada@example.com", "reserved": false,
+			 "verification": {"status": "verified", "strategy": "email_code", "attempts": null, "expire_at": null}, "linked_to": []}
+		],
+		"phone_numbers": [], "web3_wallets": [], "external_accounts": [],
+		"public_metadata": {}, "private_metadata": {}, "unsafe_metadata": {},
+		"created_at": 1654012591514, "updated_at": 1654012591835
+	}`)
+	got, err := client.User(context.Background(), "user_29w83sxmDNGwOuEthce5gg56FcC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &User{ID: "user_29w83sxmDNGwOuEthce5gg56FcC", Email: "ada@example.com", FirstName: "Ada", ImageURL: "https://img.clerk.com/x",
+		CreatedAt: time.UnixMilli(1654012591514).UTC(), UpdatedAt: time.UnixMilli(1654012591835).UTC()}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("User (-want +got):\n%s", diff)
+	}
+}
+
+func TestVerifyMachineToken(t *testing.T) {
+	e, client := newEmulator(t, clerkemu.Options{})
+	mint := func(m clerkemu.Machine) string {
+		t.Helper()
+		token, err := e.MintMachineToken(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return token
+	}
+	valid := mint(clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
+	forever := mint(clerkemu.Machine{ID: "mch_a"})
+	revoked := mint(clerkemu.Machine{ID: "mch_a"})
+	e.RevokeMachineToken(revoked)
+	expired := mint(clerkemu.Machine{ID: "mch_a", TTL: -time.Second})
+
+	type view struct {
+		Subject, Claims string
+		Scopes          []string
+		Expires         bool
+	}
+	tests := []struct {
+		name   string
+		client *Client
+		token  string
+		reject int // emulator answers revoked/expired with this status
+		want   *view
+		err    string
+	}{
+		{name: "valid", client: client, token: valid, want: &view{Subject: "mch_a", Claims: `{"tenants":["org_1"]}`, Scopes: []string{"mch_b"}, Expires: true}},
+		{name: "no expiry, no claims", client: client, token: forever, want: &view{Subject: "mch_a", Scopes: []string{}}},
+		{name: "revoked, 200", client: client, token: revoked, err: ErrInvalidToken.Error()},
+		{name: "expired, 200", client: client, token: expired, err: ErrInvalidToken.Error()},
+		{name: "revoked, 4xx", client: client, token: revoked, reject: http.StatusUnauthorized, err: ErrInvalidToken.Error()},
+		{name: "expired, 4xx", client: client, token: expired, reject: http.StatusGone, err: ErrInvalidToken.Error()},
+		{name: "unknown", client: client, token: "mt_" + strings.Repeat("a", 32), err: ErrInvalidToken.Error()},
+		{name: "empty", client: client, token: "", err: ErrInvalidToken.Error()},
+		{name: "503", client: newFixture(t, http.StatusServiceUnavailable, `{"errors":[{"code":"internal","message":"x","long_message":"x"}]}`), token: valid, err: ErrUnavailable.Error()},
+		{name: "429", client: newFixture(t, http.StatusTooManyRequests, "slow down"), token: valid, err: ErrUnavailable.Error()},
+		{name: "unreachable", client: unreachable(t), token: valid, err: ErrUnavailable.Error()},
+		{name: "4xx without a Clerk body", client: newFixture(t, http.StatusBadRequest, "bad request"), token: valid, err: ErrInvalidToken.Error()},
+		{name: "expiration past, flag unset", client: newFixture(t, http.StatusOK,
+			`{"object":"machine_to_machine_token","id":"mt_1","subject":"mch_a","revoked":false,"expired":false,"expiration":1716883200}`),
+			token: valid, err: ErrInvalidToken.Error()},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.SetMachineRejectStatus(tt.reject)
+			mt, err := tt.client.VerifyMachineToken(context.Background(), tt.token)
+			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
+				t.Fatalf("error %v (-want +got):\n%s", err, diff)
+			}
+			if err != nil && tt.token != "" && strings.Contains(err.Error(), tt.token) {
+				t.Errorf("error %q contains the token", err)
+			}
+			var got *view
+			if mt != nil {
+				got = &view{Subject: mt.Subject, Claims: string(mt.Claims), Scopes: mt.Scopes, Expires: !mt.ExpiresAt.IsZero()}
+				if !strings.HasPrefix(mt.ID, "mt_") || mt.ID == tt.token {
+					t.Errorf("ID = %q, want the token's mt_ id", mt.ID)
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("MachineToken (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestVerifyMachineTokenExpiresAt(t *testing.T) {
+	tests := []struct {
+		name       string
+		expiration string
+		want       time.Time
+	}{
+		{"milliseconds", "4102444800000", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"seconds", "4102444800", time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{"none", "null", time.Time{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body, _ := json.Marshal(map[string]any{"object": "machine_to_machine_token", "id": "mt_1", "subject": "mch_a",
+				"claims": nil, "scopes": []string{}, "revoked": false, "expired": false, "expiration": json.RawMessage(tt.expiration)})
+			mt, err := newFixture(t, http.StatusOK, string(body)).VerifyMachineToken(context.Background(), "mt_x")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !mt.ExpiresAt.Equal(tt.want) {
+				t.Errorf("ExpiresAt = %v, want %v", mt.ExpiresAt, tt.want)
+			}
+		})
+	}
+}
