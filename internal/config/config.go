@@ -1,0 +1,265 @@
+// Package config reads Gatehouse's configuration from the environment and
+// checks all of it at once, so that `gatehouse serve` can report every problem
+// in one go, each with the variable's name.
+package config
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	clerksdk "github.com/clerk/clerk-sdk-go/v2"
+)
+
+// Defaults.
+const (
+	DefaultGRPCAddr        = ":50051"
+	DefaultHTTPAddr        = ":8080"
+	DefaultClerkAPIURL     = "https://api.clerk.com/v1"
+	DefaultRefetchInterval = 5 * time.Second
+)
+
+// Config is Gatehouse's configuration. See the README's table.
+type Config struct {
+	DatabaseURL string // "" = embedded SQLite file gatehouse.db
+	GRPCAddr    string
+	HTTPAddr    string
+
+	ClerkSecretKey    string
+	ClerkJWTKey       string // PEM public key: networkless verification
+	Issuer            string // pinned iss, from CLERK_ISSUER or CLERK_PUBLISHABLE_KEY
+	AuthorizedParties []string
+	ClerkAPIURL       string
+	WebhookSecret     string
+
+	// JWKSRefetchInterval bounds how often an unknown kid may trigger a JWKS
+	// fetch (GATEHOUSE_JWKS_REFETCH_INTERVAL).
+	JWKSRefetchInterval time.Duration
+	// RolePermissions are the permissions each organization role holds by
+	// default (GATEHOUSE_ROLE_PERMISSIONS); nil means the built-in defaults.
+	RolePermissions map[string][]string
+	// PageTokenKey authenticates page tokens. Replicas must share it; by
+	// default it is derived from the Clerk secrets they already share.
+	PageTokenKey []byte
+	// Migrate says whether serve migrates the schema on start
+	// (GATEHOUSE_MIGRATE, default true).
+	Migrate bool
+
+	LogFormat string // json or text
+	LogLevel  slog.Level
+}
+
+// Getenv is os.Getenv's shape, so tests pass a map.
+type Getenv func(string) string
+
+// Load reads the configuration and validates it as `gatehouse serve` needs
+// it. The error joins every problem found, each naming its variable.
+func Load(getenv Getenv) (*Config, error) {
+	var problems []string
+	bad := func(variable, format string, args ...any) {
+		problems = append(problems, variable+": "+fmt.Sprintf(format, args...))
+	}
+	c := &Config{
+		DatabaseURL:         strings.TrimSpace(getenv("DATABASE_URL")),
+		GRPCAddr:            or(getenv("GATEHOUSE_GRPC_ADDR"), DefaultGRPCAddr),
+		HTTPAddr:            or(getenv("GATEHOUSE_HTTP_ADDR"), DefaultHTTPAddr),
+		ClerkSecretKey:      strings.TrimSpace(getenv("CLERK_SECRET_KEY")),
+		ClerkJWTKey:         strings.TrimSpace(getenv("CLERK_JWT_KEY")),
+		ClerkAPIURL:         strings.TrimRight(or(getenv("CLERK_API_URL"), DefaultClerkAPIURL), "/"),
+		WebhookSecret:       strings.TrimSpace(getenv("CLERK_WEBHOOK_SIGNING_SECRET")),
+		JWKSRefetchInterval: DefaultRefetchInterval,
+		Migrate:             true,
+		LogFormat:           or(getenv("GATEHOUSE_LOG_FORMAT"), "json"),
+	}
+
+	if d := c.DatabaseURL; strings.Contains(d, "://") &&
+		!strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") {
+		bad("DATABASE_URL", "want postgres://… or a SQLite file path")
+	}
+	for _, a := range []struct{ name, addr string }{
+		{"GATEHOUSE_GRPC_ADDR", c.GRPCAddr}, {"GATEHOUSE_HTTP_ADDR", c.HTTPAddr},
+	} {
+		if _, port, err := net.SplitHostPort(a.addr); err != nil {
+			bad(a.name, "want host:port, got %q", a.addr)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+			bad(a.name, "bad port %q", port)
+		}
+	}
+
+	if c.ClerkSecretKey == "" && c.ClerkJWTKey == "" {
+		bad("CLERK_SECRET_KEY", "set it (or CLERK_JWT_KEY for networkless verification)")
+	}
+	if c.ClerkSecretKey != "" && !strings.HasPrefix(c.ClerkSecretKey, "sk_") {
+		bad("CLERK_SECRET_KEY", "want a Clerk secret key (sk_…)")
+	}
+	if c.ClerkJWTKey != "" {
+		if _, err := clerksdk.JSONWebKeyFromPEM(c.ClerkJWTKey); err != nil {
+			bad("CLERK_JWT_KEY", "want a PEM public key: %v", err)
+		}
+	}
+
+	issuer := strings.TrimSpace(getenv("CLERK_ISSUER"))
+	if pk := strings.TrimSpace(getenv("CLERK_PUBLISHABLE_KEY")); pk != "" {
+		fromPK, err := IssuerFromPublishableKey(pk)
+		switch {
+		case err != nil:
+			bad("CLERK_PUBLISHABLE_KEY", "%v", err)
+		case issuer != "" && issuer != fromPK:
+			bad("CLERK_ISSUER", "%q disagrees with CLERK_PUBLISHABLE_KEY's issuer %q", issuer, fromPK)
+		default:
+			issuer = fromPK
+		}
+	}
+	if issuer == "" {
+		bad("CLERK_ISSUER", "set it or CLERK_PUBLISHABLE_KEY: the token issuer is pinned")
+	} else if u, err := url.Parse(issuer); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		bad("CLERK_ISSUER", "want a URL like https://clerk.example.com, got %q", issuer)
+	}
+	c.Issuer = strings.TrimRight(issuer, "/")
+
+	for _, p := range strings.Split(getenv("CLERK_AUTHORIZED_PARTIES"), ",") {
+		if p = strings.TrimRight(strings.TrimSpace(p), "/"); p != "" {
+			if u, err := url.Parse(p); err != nil || u.Host == "" {
+				bad("CLERK_AUTHORIZED_PARTIES", "want origins like https://app.example.com, got %q", p)
+			}
+			c.AuthorizedParties = append(c.AuthorizedParties, p)
+		}
+	}
+
+	if u, err := url.Parse(c.ClerkAPIURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		bad("CLERK_API_URL", "want an http(s) URL, got %q", c.ClerkAPIURL)
+	}
+
+	if c.WebhookSecret == "" {
+		bad("CLERK_WEBHOOK_SIGNING_SECRET", "set it (whsec_…) from the Clerk dashboard's webhook endpoint")
+	} else if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.WebhookSecret, "whsec_")); err != nil {
+		bad("CLERK_WEBHOOK_SIGNING_SECRET", "want whsec_ followed by base64")
+	}
+
+	if v := getenv("GATEHOUSE_JWKS_REFETCH_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < time.Second || d > time.Hour {
+			bad("GATEHOUSE_JWKS_REFETCH_INTERVAL", "want a duration between 1s and 1h, got %q", v)
+		} else {
+			c.JWKSRefetchInterval = d
+		}
+	}
+	if v := getenv("GATEHOUSE_ROLE_PERMISSIONS"); v != "" {
+		rp, err := ParseRolePermissions(v)
+		if err != nil {
+			bad("GATEHOUSE_ROLE_PERMISSIONS", "%v", err)
+		}
+		c.RolePermissions = rp
+	}
+	if v := getenv("GATEHOUSE_MIGRATE"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			bad("GATEHOUSE_MIGRATE", "want true or false, got %q", v)
+		}
+		c.Migrate = b
+	}
+	if v := getenv("GATEHOUSE_PAGE_TOKEN_SECRET"); v != "" {
+		if len(v) < 32 {
+			bad("GATEHOUSE_PAGE_TOKEN_SECRET", "want at least 32 characters")
+		}
+		c.PageTokenKey = []byte(v)
+	} else {
+		c.PageTokenKey = DerivePageTokenKey(c.ClerkSecretKey + "\x00" + c.WebhookSecret)
+	}
+
+	switch c.LogFormat {
+	case "json", "text":
+	default:
+		bad("GATEHOUSE_LOG_FORMAT", "want json or text, got %q", c.LogFormat)
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("GATEHOUSE_LOG_LEVEL"), "info"))); err != nil {
+		bad("GATEHOUSE_LOG_LEVEL", "want debug, info, warn or error")
+	}
+
+	if len(problems) > 0 {
+		return c, &Error{Problems: problems}
+	}
+	return c, nil
+}
+
+// Error lists every configuration problem.
+type Error struct {
+	Problems []string
+}
+
+func (e *Error) Error() string {
+	return "invalid configuration:\n  " + strings.Join(e.Problems, "\n  ")
+}
+
+// IssuerFromPublishableKey decodes the Frontend API host that a Clerk
+// publishable key (pk_test_… / pk_live_…) carries, as the issuer URL.
+func IssuerFromPublishableKey(pk string) (string, error) {
+	var enc string
+	switch {
+	case strings.HasPrefix(pk, "pk_test_"):
+		enc = pk[len("pk_test_"):]
+	case strings.HasPrefix(pk, "pk_live_"):
+		enc = pk[len("pk_live_"):]
+	default:
+		return "", errors.New("want pk_test_… or pk_live_…")
+	}
+	raw, err := base64.RawStdEncoding.DecodeString(strings.TrimRight(enc, "="))
+	if err != nil {
+		return "", errors.New("not a Clerk publishable key (bad base64)")
+	}
+	host, ok := strings.CutSuffix(string(raw), "$")
+	if !ok || host == "" || strings.ContainsAny(host, "/ \t\r\n") {
+		return "", errors.New("not a Clerk publishable key")
+	}
+	return "https://" + host, nil
+}
+
+// ParseRolePermissions reads "role=perm perm;role=perm", for example
+// "org:admin=org:projects:read org:projects:create;org:viewer=org:projects:read".
+func ParseRolePermissions(s string) (map[string][]string, error) {
+	out := map[string][]string{}
+	for _, part := range strings.Split(s, ";") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		role, perms, ok := strings.Cut(part, "=")
+		role = strings.TrimSpace(role)
+		if !ok || !strings.HasPrefix(role, "org:") {
+			return nil, fmt.Errorf("want role=permission …;… with roles like org:admin, got %q", part)
+		}
+		list := strings.Fields(perms)
+		for _, p := range list {
+			if !strings.HasPrefix(p, "org:") {
+				return nil, fmt.Errorf("permission %q of %s: want org:feature:action", p, role)
+			}
+		}
+		sort.Strings(list)
+		out[role] = list
+	}
+	return out, nil
+}
+
+// DerivePageTokenKey derives the page-token key from a secret the replicas
+// share.
+func DerivePageTokenKey(secret string) []byte {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("gatehouse page tokens v1"))
+	return m.Sum(nil)
+}
+
+func or(v, def string) string {
+	if v = strings.TrimSpace(v); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,115 @@
+package config_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+)
+
+func env(m map[string]string) config.Getenv {
+	return func(k string) string { return m[k] }
+}
+
+func valid() map[string]string {
+	return map[string]string{
+		"CLERK_SECRET_KEY":             "sk_test_abc",
+		"CLERK_ISSUER":                 "https://clerk.example.com",
+		"CLERK_WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+	}
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := config.Load(env(valid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := []any{c.GRPCAddr, c.HTTPAddr, c.ClerkAPIURL, c.JWKSRefetchInterval, c.Migrate, c.LogFormat, c.DatabaseURL}
+	want := []any{":50051", ":8080", "https://api.clerk.com/v1", 5 * time.Second, true, "json", ""}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("defaults (-want +got):\n%s", d)
+	}
+	if len(c.PageTokenKey) != 32 {
+		t.Errorf("derived page token key has %d bytes", len(c.PageTokenKey))
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	_, err := config.Load(env(map[string]string{
+		"DATABASE_URL":        "mysql://x",
+		"GATEHOUSE_GRPC_ADDR": "nonsense",
+		"CLERK_API_URL":       "::",
+		"GATEHOUSE_LOG_LEVEL": "loud",
+		"CLERK_JWT_KEY":       "not a pem",
+	}))
+	var ce *config.Error
+	if !errors.As(err, &ce) {
+		t.Fatalf("Load: got %v, want *config.Error", err)
+	}
+	for _, v := range []string{"DATABASE_URL", "GATEHOUSE_GRPC_ADDR", "CLERK_API_URL", "GATEHOUSE_LOG_LEVEL",
+		"CLERK_JWT_KEY", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET"} {
+		if !strings.Contains(err.Error(), v+":") {
+			t.Errorf("error does not name %s:\n%v", v, err)
+		}
+	}
+}
+
+func TestIssuerFromPublishableKey(t *testing.T) {
+	tests := []struct {
+		pk, want string
+		ok       bool
+	}{
+		// base64("clerk.example.com$")
+		{"pk_test_Y2xlcmsuZXhhbXBsZS5jb20k", "https://clerk.example.com", true},
+		{"pk_live_Y2xlcmsuZXhhbXBsZS5jb20k", "https://clerk.example.com", true},
+		{"pk_test_Y2xlcmsuZXhhbXBsZS5jb20", "", false}, // no "$"
+		{"sk_test_Y2xlcmsuZXhhbXBsZS5jb20k", "", false},
+		{"pk_test_!!!", "", false},
+	}
+	for _, tt := range tests {
+		got, err := config.IssuerFromPublishableKey(tt.pk)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("IssuerFromPublishableKey(%q) = %q, %v; want %q, ok=%v", tt.pk, got, err, tt.want, tt.ok)
+		}
+	}
+}
+
+func TestPublishableKeyPinsIssuer(t *testing.T) {
+	m := valid()
+	delete(m, "CLERK_ISSUER")
+	m["CLERK_PUBLISHABLE_KEY"] = "pk_test_Y2xlcmsuZXhhbXBsZS5jb20k"
+	c, err := config.Load(env(m))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Issuer != "https://clerk.example.com" {
+		t.Errorf("Issuer = %q", c.Issuer)
+	}
+	m["CLERK_ISSUER"] = "https://other.example.com"
+	if _, err := config.Load(env(m)); err == nil || !strings.Contains(err.Error(), "disagrees") {
+		t.Errorf("conflicting issuer: got %v", err)
+	}
+}
+
+func TestParseRolePermissions(t *testing.T) {
+	got, err := config.ParseRolePermissions("org:admin=org:projects:read org:projects:create; org:viewer=org:projects:read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{
+		"org:admin":  {"org:projects:create", "org:projects:read"},
+		"org:viewer": {"org:projects:read"},
+	}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("(-want +got):\n%s", d)
+	}
+	for _, bad := range []string{"admin=org:x:y", "org:admin", "org:admin=projects:read"} {
+		if _, err := config.ParseRolePermissions(bad); err == nil {
+			t.Errorf("ParseRolePermissions(%q) succeeded", bad)
+		}
+	}
+}
