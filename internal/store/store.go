@@ -118,5 +118,8 @@ func parseURL(raw string) (driver, dsn, dia string, err error) {
 	q.Add("_pragma", "busy_timeout(10000)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Set("_txlock", "immediate")
+	// Store times as "YYYY-MM-DD HH:MM:SS.fff+hh:mm", which sorts and
+	// compares correctly, not Go's time.String with its monotonic suffix.
+	q.Set("_time_format", "sqlite")
 	return "sqlite", "file:" + path + "?" + q.Encode(), dialect.SQLite, nil
 }

@@ -10,14 +10,14 @@
 //   - any other viewer: its tenant only.
 //
 // Four holes that ent's privacy filters leave open are closed here and in the
-// schemas (each has a test in internal/store):
+// schemas (each has a test in tenancy_test.go):
 //
 //  1. Filters do not apply to INSERT: on create the tenant is set from the
 //     viewer, and a mismatching tenant_id is denied.
 //  2. An upsert's UPDATE branch bypasses filters: a caller may not choose a
-//     row's id (ids are generated), and every unique key of a tenant table
-//     leads with tenant_id, so an insert can only ever conflict with a row of
-//     its own tenant.
+//     project's id (the store replaces it with a fresh one), and every
+//     unique key of a tenant table leads with tenant_id, so an insert can
+//     only ever conflict with a row of its own tenant.
 //  3. Edges from an unscoped entity could attach another tenant's rows: the
 //     owner edge is declared on Project only; User has no edges.
 //  4. tenant_id is Immutable, so no update can move a row between tenants.
@@ -108,7 +108,15 @@ func setTenantOnCreate() privacy.MutationRule {
 		if !ok {
 			return privacy.Denyf("tenancy: %T has no tenant_id", m)
 		}
-		if im, ok := m.(idMutation); ok {
+		// ent applies the schema's DefaultFunc before any hook runs, so a
+		// set id cannot tell a caller's choice from the default. Project ids
+		// are the store's to choose: whatever is set is replaced by a fresh
+		// one, so an insert can never conflict with (nor an upsert update)
+		// a row of another tenant. Other tenant rows take Clerk's ids and
+		// are written by Gatehouse only.
+		if pm, ok := m.(*ent.ProjectMutation); ok {
+			pm.SetID(NewProjectID())
+		} else if im, ok := m.(idMutation); ok {
 			if _, set := im.ID(); set {
 				return privacy.Denyf("tenancy: ids of tenant-owned rows are generated")
 			}

@@ -1,0 +1,168 @@
+// Package userapi implements gatehouse.v1.UserService: the caller, and the
+// users who share the caller's tenant, as mirrored from Clerk.
+//
+// Which users a caller may see is decided by the store (tenancy.UserPolicy:
+// the caller, and live members of the active organization, as the webhooks
+// recorded them); the handlers add only that deleted users (tombstones) are
+// never shown. Anyone else is NOT_FOUND.
+//
+// Handlers return domain errors (see internal/derrors); install
+// derrors.UnaryServerInterceptor to turn them into gRPC statuses.
+package userapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/user"
+	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/pagetoken"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// pageQuery names ListUsers' queries in page tokens.
+const pageQuery = "users"
+
+// Service implements gatehousev1.UserServiceServer.
+type Service struct {
+	gatehousev1.UnimplementedUserServiceServer
+	client *ent.Client
+	tokens *pagetoken.Codec
+}
+
+var _ gatehousev1.UserServiceServer = (*Service)(nil)
+
+// New returns the UserService over client, which must be the
+// tenancy-enforcing client of internal/store; tokens signs ListUsers' page
+// tokens.
+func New(client *ent.Client, tokens *pagetoken.Codec) *Service {
+	return &Service{client: client, tokens: tokens}
+}
+
+var errUserNotFound = fmt.Errorf("user %w", derrors.ErrNotFound)
+
+// GetMe returns the calling user and the session it acts in. The auth layer
+// provisions the user on first sight, so a missing row is NOT_FOUND only if
+// that did not happen; a deleted user is UNAUTHENTICATED (its session may
+// outlive it briefly). Machines have no user: PERMISSION_DENIED.
+func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gatehousev1.GetMeResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if p.Kind != viewer.KindUser {
+		return nil, fmt.Errorf("GetMe is for signed-in users: %w", derrors.ErrPermissionDenied)
+	}
+	u, err := s.client.User.Get(ctx, p.Subject)
+	switch {
+	case ent.IsNotFound(err):
+		return nil, errUserNotFound
+	case err != nil:
+		return nil, fmt.Errorf("get user %s: %w", p.Subject, err)
+	case u.DeletedAt != nil:
+		return nil, fmt.Errorf("the user was deleted: %w", derrors.ErrUnauthenticated)
+	}
+	perms := slices.Clone(p.Permissions)
+	slices.Sort(perms)
+	return &gatehousev1.GetMeResponse{
+		User: toProto(u),
+		Session: &gatehousev1.Session{
+			TenantId:         p.TenantID,
+			OrganizationId:   p.OrgID,
+			OrganizationRole: p.OrgRole,
+			Permissions:      slices.Compact(perms),
+		},
+	}, nil
+}
+
+// GetUser returns a live user who shares the caller's tenant: the caller, or
+// a member of the active organization. Anyone else, and any id that is not a
+// user id, is NOT_FOUND; an empty id is INVALID_ARGUMENT.
+func (s *Service) GetUser(ctx context.Context, req *gatehousev1.GetUserRequest) (*gatehousev1.GetUserResponse, error) {
+	id := req.GetId()
+	if id == "" {
+		return nil, derrors.InvalidArgument("id", "required")
+	}
+	if !validUserID(id) {
+		return nil, errUserNotFound
+	}
+	u, err := s.client.User.Query().Where(user.ID(id), user.DeletedAtIsNil()).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, errUserNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get user %s: %w", id, err)
+	}
+	return &gatehousev1.GetUserResponse{User: toProto(u)}, nil
+}
+
+// ListUsers returns a page of the live users who share the caller's tenant,
+// ordered by id: the members of the active organization, or in a personal
+// tenant just the caller. A negative page_size, or a page_token not issued
+// for this tenant's ListUsers, is INVALID_ARGUMENT.
+func (s *Service) ListUsers(ctx context.Context, req *gatehousev1.ListUsersRequest) (*gatehousev1.ListUsersResponse, error) {
+	p, err := principal(ctx)
+	if err != nil {
+		return nil, err
+	}
+	size, err := pagetoken.Size(req.GetPageSize())
+	if err != nil {
+		return nil, derrors.InvalidArgument("page_size", err.Error())
+	}
+	q := s.client.User.Query().
+		Where(user.DeletedAtIsNil()).
+		Order(ent.Asc(user.FieldID)).
+		Limit(size + 1)
+	if token := req.GetPageToken(); token != "" {
+		cur, err := s.tokens.Decode(token, p.TenantID, pageQuery)
+		if err != nil || cur.ID == "" {
+			return nil, derrors.InvalidArgument("page_token", "not a page token of this query and tenant")
+		}
+		q.Where(user.IDGT(cur.ID))
+	}
+	rows, err := q.All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	resp := &gatehousev1.ListUsersResponse{}
+	if len(rows) > size {
+		rows = rows[:size]
+		resp.NextPageToken = s.tokens.Encode(p.TenantID, pageQuery, pagetoken.Cursor{ID: rows[size-1].ID})
+	}
+	for _, u := range rows {
+		resp.Users = append(resp.Users, toProto(u))
+	}
+	return resp, nil
+}
+
+func toProto(u *ent.User) *gatehousev1.User {
+	return &gatehousev1.User{
+		Id:         u.ID,
+		Email:      u.Email,
+		FirstName:  u.FirstName,
+		LastName:   u.LastName,
+		ImageUrl:   u.ImageURL,
+		CreateTime: timestamppb.New(u.CreatedAt),
+		UpdateTime: timestamppb.New(u.UpdatedAt),
+	}
+}
+
+// validUserID reports whether id has the shape of a Clerk user id, so that
+// anything else is NOT_FOUND without a query.
+func validUserID(id string) bool {
+	return len(id) > 5 && id[:5] == "user_" && viewer.ValidTenantID(id)
+}
+
+func principal(ctx context.Context) (*viewer.Principal, error) {
+	p, ok := viewer.FromContext(ctx)
+	if !ok {
+		return nil, errors.New("userapi: no principal in context")
+	}
+	return p, nil
+}
