@@ -15,9 +15,9 @@ import (
 	"strings"
 	"time"
 
-	entsql "entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect"
-	_ "github.com/lib/pq" // Postgres driver.
+	entsql "entgo.io/ent/dialect/sql"
+	_ "github.com/lib/pq"  // Postgres driver.
 	_ "modernc.org/sqlite" // Embedded SQLite driver.
 
 	"github.com/gatehouse-dev/gatehouse/ent"

@@ -102,4 +102,3 @@ func URL(t testing.TB, dialect string) string {
 	}
 	return NewPostgresDatabase(t)
 }
-
