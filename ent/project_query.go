@@ -279,9 +279,8 @@ func (_q *ProjectQuery) Clone() *ProjectQuery {
 		predicates: append([]predicate.Project{}, _q.predicates...),
 		withOwner:  _q.withOwner.Clone(),
 		// clone intermediate query.
-		sql:       _q.sql.Clone(),
-		path:      _q.path,
-		modifiers: append([]func(*sql.Selector){}, _q.modifiers...),
+		sql:  _q.sql.Clone(),
+		path: _q.path,
 	}
 }
 
@@ -560,12 +559,6 @@ func (_q *ProjectQuery) ForShare(opts ...sql.LockOption) *ProjectQuery {
 	return _q
 }
 
-// Modify adds a query modifier for attaching custom logic to queries.
-func (_q *ProjectQuery) Modify(modifiers ...func(s *sql.Selector)) *ProjectSelect {
-	_q.modifiers = append(_q.modifiers, modifiers...)
-	return _q.Select()
-}
-
 // ProjectGroupBy is the group-by builder for Project entities.
 type ProjectGroupBy struct {
 	selector
@@ -654,10 +647,4 @@ func (_s *ProjectSelect) sqlScan(ctx context.Context, root *ProjectQuery, v any)
 	}
 	defer rows.Close()
 	return sql.ScanSlice(rows, v)
-}
-
-// Modify adds a query modifier for attaching custom logic to queries.
-func (_s *ProjectSelect) Modify(modifiers ...func(s *sql.Selector)) *ProjectSelect {
-	_s.modifiers = append(_s.modifiers, modifiers...)
-	return _s
 }

@@ -254,9 +254,8 @@ func (_q *WebhookEventQuery) Clone() *WebhookEventQuery {
 		inters:     append([]Interceptor{}, _q.inters...),
 		predicates: append([]predicate.WebhookEvent{}, _q.predicates...),
 		// clone intermediate query.
-		sql:       _q.sql.Clone(),
-		path:      _q.path,
-		modifiers: append([]func(*sql.Selector){}, _q.modifiers...),
+		sql:  _q.sql.Clone(),
+		path: _q.path,
 	}
 }
 
@@ -481,12 +480,6 @@ func (_q *WebhookEventQuery) ForShare(opts ...sql.LockOption) *WebhookEventQuery
 	return _q
 }
 
-// Modify adds a query modifier for attaching custom logic to queries.
-func (_q *WebhookEventQuery) Modify(modifiers ...func(s *sql.Selector)) *WebhookEventSelect {
-	_q.modifiers = append(_q.modifiers, modifiers...)
-	return _q.Select()
-}
-
 // WebhookEventGroupBy is the group-by builder for WebhookEvent entities.
 type WebhookEventGroupBy struct {
 	selector
@@ -575,10 +568,4 @@ func (_s *WebhookEventSelect) sqlScan(ctx context.Context, root *WebhookEventQue
 	}
 	defer rows.Close()
 	return sql.ScanSlice(rows, v)
-}
-
-// Modify adds a query modifier for attaching custom logic to queries.
-func (_s *WebhookEventSelect) Modify(modifiers ...func(s *sql.Selector)) *WebhookEventSelect {
-	_s.modifiers = append(_s.modifiers, modifiers...)
-	return _s
 }

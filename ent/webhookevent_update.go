@@ -17,9 +17,8 @@ import (
 // WebhookEventUpdate is the builder for updating WebhookEvent entities.
 type WebhookEventUpdate struct {
 	config
-	hooks     []Hook
-	mutation  *WebhookEventMutation
-	modifiers []func(*sql.UpdateBuilder)
+	hooks    []Hook
+	mutation *WebhookEventMutation
 }
 
 // Where appends a list predicates to the WebhookEventUpdate builder.
@@ -60,12 +59,6 @@ func (_u *WebhookEventUpdate) ExecX(ctx context.Context) {
 	}
 }
 
-// Modify adds a statement modifier for attaching custom logic to the UPDATE statement.
-func (_u *WebhookEventUpdate) Modify(modifiers ...func(u *sql.UpdateBuilder)) *WebhookEventUpdate {
-	_u.modifiers = append(_u.modifiers, modifiers...)
-	return _u
-}
-
 func (_u *WebhookEventUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	_spec := sqlgraph.NewUpdateSpec(webhookevent.Table, webhookevent.Columns, sqlgraph.NewFieldSpec(webhookevent.FieldID, field.TypeString))
 	if ps := _u.mutation.predicates; len(ps) > 0 {
@@ -75,7 +68,6 @@ func (_u *WebhookEventUpdate) sqlSave(ctx context.Context) (_node int, err error
 			}
 		}
 	}
-	_spec.AddModifiers(_u.modifiers...)
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{webhookevent.Label}
@@ -91,10 +83,9 @@ func (_u *WebhookEventUpdate) sqlSave(ctx context.Context) (_node int, err error
 // WebhookEventUpdateOne is the builder for updating a single WebhookEvent entity.
 type WebhookEventUpdateOne struct {
 	config
-	fields    []string
-	hooks     []Hook
-	mutation  *WebhookEventMutation
-	modifiers []func(*sql.UpdateBuilder)
+	fields   []string
+	hooks    []Hook
+	mutation *WebhookEventMutation
 }
 
 // Mutation returns the WebhookEventMutation object of the builder.
@@ -142,12 +133,6 @@ func (_u *WebhookEventUpdateOne) ExecX(ctx context.Context) {
 	}
 }
 
-// Modify adds a statement modifier for attaching custom logic to the UPDATE statement.
-func (_u *WebhookEventUpdateOne) Modify(modifiers ...func(u *sql.UpdateBuilder)) *WebhookEventUpdateOne {
-	_u.modifiers = append(_u.modifiers, modifiers...)
-	return _u
-}
-
 func (_u *WebhookEventUpdateOne) sqlSave(ctx context.Context) (_node *WebhookEvent, err error) {
 	_spec := sqlgraph.NewUpdateSpec(webhookevent.Table, webhookevent.Columns, sqlgraph.NewFieldSpec(webhookevent.FieldID, field.TypeString))
 	id, ok := _u.mutation.ID()
@@ -174,7 +159,6 @@ func (_u *WebhookEventUpdateOne) sqlSave(ctx context.Context) (_node *WebhookEve
 			}
 		}
 	}
-	_spec.AddModifiers(_u.modifiers...)
 	_node = &WebhookEvent{config: _u.config}
 	_spec.Assign = _node.assignValues
 	_spec.ScanValues = _node.scanValues

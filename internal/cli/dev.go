@@ -1,0 +1,223 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+)
+
+// DevDir holds what `gatehouse dev` keeps between runs: the emulator's
+// signing key, the SQLite database and the running instance's addresses.
+const DevDir = ".gatehouse"
+
+// Dev user and organization, known to the emulator from the start.
+const (
+	devUserID = "user_dev"
+	devOrgID  = "org_dev"
+)
+
+// devState is written to .gatehouse/dev.json while `gatehouse dev` runs, so
+// that `gatehouse token --machine` and `gatehouse webhook send` can reach it.
+type devState struct {
+	GRPCAddr      string `json:"grpc_addr"`
+	HTTPAddr      string `json:"http_addr"`
+	EmulatorURL   string `json:"emulator_url"`
+	SecretKey     string `json:"secret_key"`
+	WebhookSecret string `json:"webhook_secret"`
+	Issuer        string `json:"issuer"`
+}
+
+func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("dev", stderr)
+	grpcAddr := fs.String("grpc", or(getenv("GATEHOUSE_GRPC_ADDR"), "127.0.0.1:50051"), "gRPC listen address (loopback only)")
+	httpAddr := fs.String("http", or(getenv("GATEHOUSE_HTTP_ADDR"), "127.0.0.1:8080"), "HTTP listen address (loopback only)")
+	dir := fs.String("dir", DevDir, "directory for the dev key, database and state")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	for _, a := range []string{*grpcAddr, *httpAddr} {
+		if err := requireLoopback(a); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
+		return err
+	}
+	key, err := clerkemu.LoadOrCreateKey(filepath.Join(*dir, "emulator-key.pem"))
+	if err != nil {
+		return err
+	}
+	whSecret, err := loadOrCreateWebhookSecret(filepath.Join(*dir, "webhook-secret"))
+	if err != nil {
+		return err
+	}
+	emu, err := clerkemu.New(clerkemu.Options{Key: key, AutoUsers: true, WebhookSecret: whSecret})
+	if err != nil {
+		return err
+	}
+	emu.AddUser(clerkemu.User{ID: devUserID, Email: "dev@gatehouse.test", FirstName: "Dev", LastName: "User"})
+
+	emuLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	emuSrv := &http.Server{Handler: emu.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go emuSrv.Serve(emuLis)
+	defer emuSrv.Close()
+	emuURL := "http://" + emuLis.Addr().String()
+
+	dsn := getenv("DATABASE_URL")
+	if dsn == "" {
+		dsn = filepath.Join(*dir, "gatehouse.db")
+	}
+	cfg := &config.Config{
+		DatabaseURL:         dsn,
+		GRPCAddr:            *grpcAddr,
+		HTTPAddr:            *httpAddr,
+		ClerkSecretKey:      emu.SecretKey(),
+		Issuer:              emu.Issuer(),
+		ClerkAPIURL:         emuURL + "/v1",
+		WebhookSecret:       emu.WebhookSecret(),
+		JWKSRefetchInterval: config.DefaultRefetchInterval,
+		PageTokenKey:        config.DerivePageTokenKey(whSecret),
+		Migrate:             true,
+		LogFormat:           "text",
+	}
+	log, err := newLogger(stderr, or(getenv("GATEHOUSE_LOG_FORMAT"), "text"), cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	app, err := Start(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+
+	statePath := filepath.Join(*dir, "dev.json")
+	state := devState{
+		GRPCAddr: app.GRPCAddr.String(), HTTPAddr: app.HTTPAddr.String(),
+		EmulatorURL: emuURL, SecretKey: emu.SecretKey(), WebhookSecret: emu.WebhookSecret(), Issuer: emu.Issuer(),
+	}
+	if err := writeJSONFile(statePath, state); err != nil {
+		return err
+	}
+	defer os.Remove(statePath)
+
+	token, err := emu.MintSession(clerkemu.Session{UserID: devUserID, TTL: 12 * time.Hour})
+	if err != nil {
+		return err
+	}
+	if err := devBanner.Execute(stdout, map[string]any{
+		"GRPC": app.GRPCAddr.String(), "HTTP": app.HTTPAddr.String(), "Emulator": emuURL,
+		"Issuer": emu.Issuer(), "Database": displayDSN(dsn), "Token": token, "User": devUserID, "Org": devOrgID,
+	}); err != nil {
+		return err
+	}
+	return app.Wait()
+}
+
+var devBanner = template.Must(template.New("banner").Parse(`
+Gatehouse dev is running: no Clerk account, no network.
+  gRPC      {{.GRPC}}  (health and reflection need no token)
+  HTTP      http://{{.HTTP}}  (/healthz /readyz /metrics, POST /webhooks/clerk)
+  Clerk     emulator at {{.Emulator}}/v1, issuer {{.Issuer}}
+  Database  {{.Database}}
+
+A session token for {{.User}} (personal tenant), valid 12h:
+
+export TOKEN='{{.Token}}'
+
+Then, from this directory (grpcurl is pinned in go.mod: "go tool grpcurl" needs no install):
+
+go tool grpcurl -plaintext {{.GRPC}} list
+go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" {{.GRPC}} gatehouse.v1.UserService/GetMe
+go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"name": "My first project"}' {{.GRPC}} gatehouse.v1.ProjectService/CreateProject
+go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" {{.GRPC}} gatehouse.v1.ProjectService/ListProjects
+go tool grpcurl -plaintext {{.GRPC}} gatehouse.v1.UserService/GetMe    # no token: Unauthenticated
+
+More tokens (another user, an organization and role, a machine):
+go run ./cmd/gatehouse token --user user_alice --org {{.Org}} --role org:member
+go run ./cmd/gatehouse token --machine
+Send a signed Clerk webhook:
+go run ./cmd/gatehouse webhook send user.created
+
+Ctrl-C stops it.
+`))
+
+func requireLoopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("dev: bad address %q: %w", addr, err)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("dev: refusing to listen on %q: the dev server has no real Clerk behind it, so it serves loopback addresses only (use 127.0.0.1:PORT)", addr)
+}
+
+func loadOrCreateWebhookSecret(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if s := strings.TrimSpace(string(b)); strings.HasPrefix(s, "whsec_") {
+			return s, nil
+		}
+		return "", fmt.Errorf("%s: not a whsec_ secret; delete it to start afresh", path)
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	s := "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(32))
+	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
+}
+
+func readDevState(dir string) (*devState, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, errors.New(`no running "gatehouse dev" found here (start it with: go run ./cmd/gatehouse dev)`)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var s devState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s/dev.json: %w", dir, err)
+	}
+	return &s, nil
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o600)
+}
+
+func or(v, def string) string {
+	if v = strings.TrimSpace(v); v != "" {
+		return v
+	}
+	return def
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}

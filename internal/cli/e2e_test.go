@@ -1,0 +1,452 @@
+package cli_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/fieldmaskpb"
+
+	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/cli"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+)
+
+// gatehouse is a running server with its Clerk emulator and clients.
+type gatehouse struct {
+	emu      *clerkemu.Emulator
+	app      *cli.App
+	conn     *grpc.ClientConn
+	users    gatehousev1.UserServiceClient
+	projects gatehousev1.ProjectServiceClient
+	httpURL  string
+}
+
+type option func(*config.Config)
+
+// start runs Gatehouse the way `gatehouse serve` does, on port 0, against a
+// fresh database of the dialect and a fresh Clerk emulator.
+func start(t *testing.T, dialect string, opts ...option) *gatehouse {
+	t.Helper()
+	emu, err := clerkemu.New(clerkemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clerkSrv := httptest.NewServer(emu.Handler())
+	t.Cleanup(clerkSrv.Close)
+	cfg := &config.Config{
+		DatabaseURL:         storetest.URL(t, dialect),
+		GRPCAddr:            "127.0.0.1:0",
+		HTTPAddr:            "127.0.0.1:0",
+		ClerkSecretKey:      emu.SecretKey(),
+		Issuer:              emu.Issuer(),
+		AuthorizedParties:   []string{"http://localhost:3000"},
+		ClerkAPIURL:         clerkSrv.URL + "/v1",
+		WebhookSecret:       emu.WebhookSecret(),
+		JWKSRefetchInterval: 5 * time.Second,
+		PageTokenKey:        []byte("0123456789abcdef0123456789abcdef"),
+		Migrate:             true,
+	}
+	for _, o := range opts {
+		o(cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
+	app, err := cli.Start(ctx, cfg, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("start: %v", err)
+	}
+	conn, err := grpc.NewClient(app.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := app.Wait(); err != nil {
+			t.Errorf("server stopped with: %v", err)
+		}
+	})
+	return &gatehouse{
+		emu: emu, app: app, conn: conn,
+		users:    gatehousev1.NewUserServiceClient(conn),
+		projects: gatehousev1.NewProjectServiceClient(conn),
+		httpURL:  "http://" + app.HTTPAddr.String(),
+	}
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// mint returns a session token for s, adding the user to the emulator so
+// first-sight provisioning finds it.
+func (g *gatehouse) mint(t *testing.T, s clerkemu.Session) string {
+	t.Helper()
+	g.emu.AddUser(clerkemu.User{ID: s.UserID, Email: s.UserID + "@example.com", FirstName: "F" + s.UserID})
+	tok, err := g.emu.MintSession(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func withToken(ctx context.Context, token string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token)
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if got := status.Code(err); got != want {
+		t.Fatalf("got %v (%v), want %v", got, err, want)
+	}
+}
+
+func TestHealthAndReflectionNeedNoToken(t *testing.T) {
+	g := start(t, "sqlite")
+	ctx := context.Background()
+	resp, err := healthpb.NewHealthClient(g.conn).Check(ctx, &healthpb.HealthCheckRequest{})
+	if err != nil || resp.Status != healthpb.HealthCheckResponse_SERVING {
+		t.Fatalf("health: %v %v", resp, err)
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		r, err := http.Get(g.httpURL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Body.Close()
+		if r.StatusCode != http.StatusOK {
+			t.Errorf("GET %s: %d", path, r.StatusCode)
+		}
+	}
+	_, err = g.users.GetMe(ctx, &gatehousev1.GetMeRequest{})
+	wantCode(t, err, codes.Unauthenticated)
+}
+
+func TestGetMeProvisionsOnFirstSight(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			g := start(t, dialect)
+			tok := g.mint(t, clerkemu.Session{UserID: "user_first"})
+			resp, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []string{resp.User.Id, resp.User.Email, resp.Session.TenantId, resp.Session.OrganizationId,
+				strings.Join(resp.Session.Permissions, " ")}
+			want := []string{"user_first", "user_first@example.com", "user_first", "",
+				"org:projects:create org:projects:delete org:projects:read org:projects:update"}
+			if d := cmp.Diff(want, got); d != "" {
+				t.Errorf("GetMe (-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
+func TestProvisioningWhenClerkIsDown(t *testing.T) {
+	g := start(t, "sqlite")
+	tok := g.mint(t, clerkemu.Session{UserID: "user_early"})
+	g.emu.SetUsersStatus(http.StatusServiceUnavailable)
+	_, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+	wantCode(t, err, codes.Unavailable)
+	var retry *errdetails.RetryInfo
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			retry = r
+		}
+	}
+	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+		t.Fatalf("UNAVAILABLE without RetryInfo: %v", status.Convert(err).Details())
+	}
+	g.emu.SetUsersStatus(0)
+	if _, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatalf("after Clerk is back: %v", err)
+	}
+}
+
+func TestUnknownUserIsUnauthenticated(t *testing.T) {
+	g := start(t, "sqlite")
+	tok, err := g.emu.MintSession(clerkemu.Session{UserID: "user_ghost"}) // not added to Clerk
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+	wantCode(t, err, codes.Unauthenticated)
+}
+
+func TestBadTokensAreUnauthenticated(t *testing.T) {
+	g := start(t, "sqlite")
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := g.mint(t, clerkemu.Session{UserID: "user_good"})
+	parts := strings.Split(good, ".")
+	b64 := base64.RawURLEncoding.EncodeToString
+	header := func(h map[string]any) string { b, _ := json.Marshal(h); return b64(b) }
+	hs256 := func() string {
+		signing := header(map[string]any{"alg": "HS256", "typ": "JWT", "kid": g.emu.KeyID()}) + "." + parts[1]
+		m := hmac.New(sha256.New, []byte(g.emu.PublicKeyPEM()))
+		m.Write([]byte(signing))
+		return signing + "." + b64(m.Sum(nil))
+	}
+	mint := func(s clerkemu.Session) string {
+		if s.UserID == "" {
+			s.UserID = "user_good"
+		}
+		tok, err := g.emu.MintSession(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	now := time.Now()
+	tokens := map[string]string{
+		"expired":            mint(clerkemu.Session{IssuedAt: now.Add(-2 * time.Hour), NotBefore: now.Add(-2 * time.Hour), TTL: time.Hour}),
+		"not yet valid":      mint(clerkemu.Session{IssuedAt: now, NotBefore: now.Add(time.Hour)}),
+		"wrong issuer":       mint(clerkemu.Session{Issuer: "https://clerk.evil.test"}),
+		"wrong azp":          mint(clerkemu.Session{AuthorizedParty: "https://evil.test"}),
+		"no sid":             mint(clerkemu.Session{OmitSID: true}),
+		"no exp":             mint(clerkemu.Session{OmitExp: true}),
+		"pending session":    mint(clerkemu.Session{Status: "pending"}),
+		"jwt template cat":   mint(clerkemu.Session{Category: "cl_B7d4PD222AAA"}),
+		"machine cat":        mint(clerkemu.Session{Category: "cl_B7d4PD333AAA"}),
+		"alg none":           header(map[string]any{"alg": "none", "typ": "JWT", "kid": g.emu.KeyID()}) + "." + parts[1] + ".",
+		"hs256 public key":   hs256(),
+		"wrong key":          mint(clerkemu.Session{SigningKey: other}),
+		"tampered payload":   parts[0] + "." + b64([]byte(`{"sub":"user_admin","sid":"sess_x","iss":"`+g.emu.Issuer()+`"}`)) + "." + parts[2],
+		"garbage":            "not-a-jwt",
+		"empty bearer":       "",
+		"unknown kid":        mint(clerkemu.Session{SigningKey: other, KeyID: "ins_forged"}),
+		"not a user subject": mint(clerkemu.Session{UserID: "mch_robot"}),
+	}
+	for name, tok := range tokens {
+		t.Run(name, func(t *testing.T) {
+			_, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+			wantCode(t, err, codes.Unauthenticated)
+			msg := status.Convert(err).Message()
+			for _, part := range strings.Split(tok, ".") {
+				if len(part) > 8 && strings.Contains(msg, part) {
+					t.Errorf("error %q echoes the token", msg)
+				}
+			}
+		})
+	}
+	// The good token still works: the failures above were the tokens' own.
+	if _, err := g.users.GetMe(withToken(context.Background(), good), &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatalf("good token: %v", err)
+	}
+}
+
+func TestForgedKeyIDsCauseAtMostOneFetchPerWindow(t *testing.T) {
+	g := start(t, "sqlite")
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Let the startup fetch's window pass, so the flood may cause one fetch.
+	time.Sleep(5100 * time.Millisecond)
+	before := g.emu.JWKSFetches()
+	var wg sync.WaitGroup
+	for i := range 300 {
+		tok, err := g.emu.MintSession(clerkemu.Session{UserID: "user_x", SigningKey: other, KeyID: fmt.Sprintf("ins_forged%d", i)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+			if status.Code(err) != codes.Unauthenticated {
+				t.Errorf("forged kid: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := g.emu.JWKSFetches() - before; n > 1 {
+		t.Fatalf("300 forged key ids caused %d JWKS fetches; want at most 1", n)
+	}
+}
+
+func TestKeyRotationIsPickedUp(t *testing.T) {
+	g := start(t, "sqlite", func(c *config.Config) { c.JWKSRefetchInterval = 200 * time.Millisecond })
+	tok := g.mint(t, clerkemu.Session{UserID: "user_rot"})
+	ctx := context.Background()
+	if _, err := g.users.GetMe(withToken(ctx, tok), &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.emu.RotateKey(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond)
+	rotated := g.mint(t, clerkemu.Session{UserID: "user_rot"})
+	if _, err := g.users.GetMe(withToken(ctx, rotated), &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatalf("token signed with the rotated key: %v", err)
+	}
+}
+
+func TestTenantIsolation(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			g := start(t, dialect)
+			ctx := context.Background()
+			adminA := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_a", OrgID: "org_a", OrgRole: "org:admin"}))
+			adminB := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_b", OrgID: "org_b", OrgRole: "org:admin"}))
+
+			created, err := g.projects.CreateProject(adminA, &gatehousev1.CreateProjectRequest{Name: "A's secret"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := created.Project
+			if p.TenantId != "org_a" || p.OwnerId != "user_a" || p.Status != gatehousev1.ProjectStatus_PROJECT_STATUS_ACTIVE {
+				t.Fatalf("created %v", p)
+			}
+
+			_, err = g.projects.GetProject(adminB, &gatehousev1.GetProjectRequest{Id: p.Id})
+			wantCode(t, err, codes.NotFound)
+			list, err := g.projects.ListProjects(adminB, &gatehousev1.ListProjectsRequest{})
+			if err != nil || len(list.Projects) != 0 {
+				t.Fatalf("B lists %v, %v", list, err)
+			}
+			_, err = g.projects.UpdateProject(adminB, &gatehousev1.UpdateProjectRequest{
+				Project:    &gatehousev1.Project{Id: p.Id, Name: "pwned"},
+				UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"name"}},
+			})
+			wantCode(t, err, codes.NotFound)
+			_, err = g.projects.DeleteProject(adminB, &gatehousev1.DeleteProjectRequest{Id: p.Id})
+			wantCode(t, err, codes.NotFound)
+
+			got, err := g.projects.GetProject(adminA, &gatehousev1.GetProjectRequest{Id: p.Id})
+			if err != nil || got.Project.Name != "A's secret" {
+				t.Fatalf("A's project after B's attempts: %v, %v", got, err)
+			}
+		})
+	}
+}
+
+func TestPersonalTenantsAreSeparate(t *testing.T) {
+	g := start(t, "sqlite")
+	ctx := context.Background()
+	alice := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_alice"}))
+	bob := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_bob"}))
+	p, err := g.projects.CreateProject(alice, &gatehousev1.CreateProjectRequest{Name: "diary"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = g.projects.GetProject(bob, &gatehousev1.GetProjectRequest{Id: p.Project.Id})
+	wantCode(t, err, codes.NotFound)
+	list, err := g.projects.ListProjects(bob, &gatehousev1.ListProjectsRequest{})
+	if err != nil || len(list.Projects) != 0 {
+		t.Fatalf("bob lists %v, %v", list, err)
+	}
+	_, err = g.users.GetUser(bob, &gatehousev1.GetUserRequest{Id: "user_alice"})
+	wantCode(t, err, codes.NotFound)
+}
+
+func TestPermissions(t *testing.T) {
+	g := start(t, "sqlite")
+	ctx := context.Background()
+	member := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_m", OrgID: "org_p", OrgRole: "org:member"}))
+	admin := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_adm", OrgID: "org_p", OrgRole: "org:admin"}))
+	viewerOnly := withToken(ctx, g.mint(t, clerkemu.Session{
+		UserID: "user_v", OrgID: "org_p", OrgRole: "org:viewer", Permissions: []string{"org:projects:read"},
+	}))
+
+	p, err := g.projects.CreateProject(member, &gatehousev1.CreateProjectRequest{Name: "by member"})
+	if err != nil {
+		t.Fatalf("member create: %v", err)
+	}
+	_, err = g.projects.DeleteProject(member, &gatehousev1.DeleteProjectRequest{Id: p.Project.Id})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = g.projects.CreateProject(viewerOnly, &gatehousev1.CreateProjectRequest{Name: "by viewer"})
+	wantCode(t, err, codes.PermissionDenied)
+	if _, err := g.projects.GetProject(viewerOnly, &gatehousev1.GetProjectRequest{Id: p.Project.Id}); err != nil {
+		t.Fatalf("viewer read: %v", err)
+	}
+	if _, err := g.projects.DeleteProject(admin, &gatehousev1.DeleteProjectRequest{Id: p.Project.Id}); err != nil {
+		t.Fatalf("admin delete: %v", err)
+	}
+	_, err = g.projects.GetProject(admin, &gatehousev1.GetProjectRequest{Id: p.Project.Id})
+	wantCode(t, err, codes.NotFound)
+}
+
+func TestInvalidArgumentsCarryFieldViolations(t *testing.T) {
+	g := start(t, "sqlite")
+	ctx := withToken(context.Background(), g.mint(t, clerkemu.Session{UserID: "user_v"}))
+	_, err := g.projects.CreateProject(ctx, &gatehousev1.CreateProjectRequest{Name: "   "})
+	wantCode(t, err, codes.InvalidArgument)
+	var fields []string
+	for _, d := range status.Convert(err).Details() {
+		if br, ok := d.(*errdetails.BadRequest); ok {
+			for _, v := range br.FieldViolations {
+				fields = append(fields, v.Field)
+			}
+		}
+	}
+	if d := cmp.Diff([]string{"name"}, fields); d != "" {
+		t.Errorf("field violations (-want +got):\n%s", d)
+	}
+	_, err = g.projects.ListProjects(ctx, &gatehousev1.ListProjectsRequest{PageToken: "bogus"})
+	wantCode(t, err, codes.InvalidArgument)
+	_, err = g.projects.ListProjects(ctx, &gatehousev1.ListProjectsRequest{PageSize: -1})
+	wantCode(t, err, codes.InvalidArgument)
+}
+
+func TestGracefulShutdownDrains(t *testing.T) {
+	emu, err := clerkemu.New(clerkemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clerkSrv := httptest.NewServer(emu.Handler())
+	defer clerkSrv.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	app, err := cli.Start(ctx, &config.Config{
+		DatabaseURL: storetest.URL(t, "sqlite"), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		ClerkSecretKey: emu.SecretKey(), Issuer: emu.Issuer(), ClerkAPIURL: clerkSrv.URL + "/v1",
+		WebhookSecret: emu.WebhookSecret(), JWKSRefetchInterval: time.Second, PageTokenKey: []byte("0123456789abcdef0123456789abcdef"), Migrate: true,
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	done := make(chan error, 1)
+	go func() { done <- app.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Wait: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop within 10s of its context ending")
+	}
+}

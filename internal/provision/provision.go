@@ -1,0 +1,237 @@
+// Package provision creates a user locally the first time a valid session
+// names them — the sign-up race in which a session token arrives before
+// Clerk's user.created webhook has mirrored the user.
+//
+// A Provisioner is the auth package's Provisioner: after a session token is
+// verified it makes sure the users row exists and is not a tombstone. A
+// missing user is fetched from Clerk's Backend API (one request per user id
+// however many calls race) and inserted so that a concurrent webhook insert,
+// or a tombstone, always wins. Without a Backend API (CLERK_JWT_KEY only) the
+// row is created from the token's subject alone, for the webhooks to fill in.
+package provision
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+	"google.golang.org/grpc/codes"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/user"
+	"github.com/gatehouse-dev/gatehouse/internal/auth"
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// UserSource fetches a user from Clerk; *clerk.Client implements it. User
+// returns clerk.ErrNotFound for a user Clerk does not know and
+// clerk.ErrUnavailable when Clerk cannot answer now.
+type UserSource interface {
+	User(ctx context.Context, id string) (*clerk.User, error)
+}
+
+var (
+	_ UserSource       = (*clerk.Client)(nil)
+	_ auth.Provisioner = (*Provisioner)(nil)
+)
+
+const (
+	defaultLiveTTL    = 5 * time.Second
+	defaultRetryAfter = time.Second
+	defaultMaxKnown   = 100_000
+	fetchTimeout      = 10 * time.Second
+)
+
+// Options tunes a Provisioner. The zero value is ready for production.
+type Options struct {
+	// LiveTTL is how long a user found live is not looked up again; a
+	// tombstone written meanwhile is noticed once it passes. Default 5 s.
+	LiveTTL time.Duration
+	// RetryAfter is the delay suggested (google.rpc.RetryInfo) when Clerk
+	// is unavailable; default 1 s.
+	RetryAfter time.Duration
+	// MaxKnown bounds the live-user cache; default 100,000.
+	MaxKnown int
+	// Now replaces time.Now in tests.
+	Now func() time.Time
+}
+
+// Provisioner ensures the users a session names exist locally. It is safe
+// for concurrent use.
+type Provisioner struct {
+	client     *ent.Client
+	users      UserSource
+	liveTTL    time.Duration
+	retryAfter time.Duration
+	maxKnown   int
+	now        func() time.Time
+	flight     singleflight.Group
+
+	mu    sync.Mutex
+	known map[string]time.Time // user id → live until
+}
+
+// New returns a Provisioner writing through client. users may be nil when
+// there is no Backend API: new users are then created from their id alone.
+func New(client *ent.Client, users UserSource, opts Options) *Provisioner {
+	if opts.LiveTTL <= 0 {
+		opts.LiveTTL = defaultLiveTTL
+	}
+	if opts.RetryAfter <= 0 {
+		opts.RetryAfter = defaultRetryAfter
+	}
+	if opts.MaxKnown <= 0 {
+		opts.MaxKnown = defaultMaxKnown
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Provisioner{
+		client:     client,
+		users:      users,
+		liveTTL:    opts.LiveTTL,
+		retryAfter: opts.RetryAfter,
+		maxKnown:   opts.MaxKnown,
+		now:        opts.Now,
+		known:      make(map[string]time.Time),
+	}
+}
+
+// EnsureUser makes sure the user p names exists and is not deleted. It does
+// nothing for principals other than users.
+//
+// Errors are *auth.Error: UNAUTHENTICATED with reason "deleted_user" for a
+// tombstoned user (never resurrected) or "unknown_user" for one Clerk does
+// not know; UNAVAILABLE with RetryInfo when Clerk cannot answer;
+// DEADLINE_EXCEEDED or CANCELED when ctx ends first; INTERNAL otherwise.
+func (pv *Provisioner) EnsureUser(ctx context.Context, p *viewer.Principal) error {
+	if p == nil || p.Kind != viewer.KindUser {
+		return nil
+	}
+	id := p.Subject
+	if !strings.HasPrefix(id, "user_") || !viewer.ValidTenantID(id) {
+		return auth.NewError(codes.Unauthenticated, auth.ReasonBadSubject, nil)
+	}
+	if pv.isKnown(id) {
+		return nil
+	}
+	// The work goes on without the caller's cancellation (others may share
+	// it); the caller waits only as long as its context allows.
+	work := context.WithoutCancel(ctx)
+	ch := pv.flight.DoChan(id, func() (any, error) {
+		ctx, cancel := context.WithTimeout(work, fetchTimeout)
+		defer cancel()
+		return nil, pv.ensure(ctx, id)
+	})
+	select {
+	case <-ctx.Done():
+		code := codes.Canceled
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			code = codes.DeadlineExceeded
+		}
+		return &auth.Error{Code: code, Reason: auth.ReasonClerkUnavailable, Err: ctx.Err()}
+	case res := <-ch:
+		return res.Err
+	}
+}
+
+// ensure runs once per user id at a time.
+func (pv *Provisioner) ensure(ctx context.Context, id string) error {
+	sys := viewer.NewSystemContext(ctx)
+	if done, err := pv.check(sys, id); done || err != nil {
+		return err
+	}
+
+	create := pv.client.User.Create().SetID(id)
+	if pv.users == nil {
+		now := pv.now()
+		create.SetCreatedAt(now).SetUpdatedAt(now)
+	} else {
+		u, err := pv.users.User(ctx, id)
+		switch {
+		case errors.Is(err, clerk.ErrNotFound):
+			return auth.NewError(codes.Unauthenticated, auth.ReasonUnknownUser, err)
+		case errors.Is(err, clerk.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+			return &auth.Error{Code: codes.Unavailable, Reason: auth.ReasonClerkUnavailable, RetryAfter: pv.retryAfter, Err: err}
+		case err != nil:
+			return auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: %w", id, err))
+		}
+		create.
+			SetEmail(u.Email).
+			SetFirstName(u.FirstName).
+			SetLastName(u.LastName).
+			SetImageURL(u.ImageURL).
+			SetCreatedAt(u.CreatedAt).
+			SetUpdatedAt(u.UpdatedAt).
+			SetClerkUpdatedAt(u.UpdatedAt.UnixMilli())
+	}
+	// A row written meanwhile — by a webhook, or a tombstone — wins. ent
+	// reads the inserted id back, so a conflict that inserted nothing is
+	// sql.ErrNoRows.
+	err := create.OnConflictColumns(user.FieldID).DoNothing().Exec(sys)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: insert: %w", id, err))
+	}
+	// Read back: the row that won may be a tombstone.
+	if done, err := pv.check(sys, id); done || err != nil {
+		return err
+	}
+	return auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: row missing after insert", id))
+}
+
+// check looks the user up: done when the row exists (with an error if it
+// is a tombstone), not done when there is no row.
+func (pv *Provisioner) check(sys context.Context, id string) (done bool, err error) {
+	u, err := pv.client.User.Query().Where(user.ID(id)).Select(user.FieldDeletedAt).Only(sys)
+	switch {
+	case ent.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return true, auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: look up: %w", id, err))
+	case u.DeletedAt != nil:
+		pv.forget(id)
+		return true, auth.NewError(codes.Unauthenticated, auth.ReasonDeletedUser, nil)
+	}
+	pv.remember(id)
+	return true, nil
+}
+
+func (pv *Provisioner) isKnown(id string) bool {
+	now := pv.now()
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	until, ok := pv.known[id]
+	return ok && now.Before(until)
+}
+
+func (pv *Provisioner) remember(id string) {
+	now := pv.now()
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	if len(pv.known) >= pv.maxKnown {
+		for k, until := range pv.known {
+			if !now.Before(until) {
+				delete(pv.known, k)
+			}
+		}
+		for k := range pv.known { // still full: drop arbitrary entries
+			if len(pv.known) < pv.maxKnown-pv.maxKnown/8 {
+				break
+			}
+			delete(pv.known, k)
+		}
+	}
+	pv.known[id] = now.Add(pv.liveTTL)
+}
+
+func (pv *Provisioner) forget(id string) {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	delete(pv.known, id)
+}

@@ -1,0 +1,361 @@
+package provision_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/auth"
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// clerkAPI is an emulator served over HTTP, with the production client and
+// a count of user fetches.
+type clerkAPI struct {
+	emu     *clerkemu.Emulator
+	client  *clerk.Client
+	fetches atomic.Int64
+	delay   atomic.Int64 // nanoseconds added to each user fetch
+}
+
+func newClerkAPI(t *testing.T) *clerkAPI {
+	t.Helper()
+	emu, err := clerkemu.New(clerkemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &clerkAPI{emu: emu}
+	h := emu.Handler()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/users/") {
+			c.fetches.Add(1)
+			time.Sleep(time.Duration(c.delay.Load()))
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	c.client = clerk.New(clerk.Config{APIURL: srv.URL + "/v1", SecretKey: emu.SecretKey()})
+	return c
+}
+
+type clock struct{ ns atomic.Int64 }
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(time.Now().UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
+func principal(id string) *viewer.Principal {
+	return &viewer.Principal{Kind: viewer.KindUser, Subject: id, TenantID: id}
+}
+
+// getUser reads a row as Gatehouse itself; nil if there is none.
+func getUser(t *testing.T, s *store.Store, id string) *ent.User {
+	t.Helper()
+	u, err := s.Client.User.Get(viewer.NewSystemContext(context.Background()), id)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+// wantError checks err's status code and its message's reason.
+func wantError(t *testing.T, err error, code codes.Code, reason string) {
+	t.Helper()
+	st, _ := status.FromError(err)
+	if st.Code() != code || !strings.HasSuffix(st.Message(), ": "+reason) {
+		t.Errorf("error = %v %q, want %v …%s", st.Code(), st.Message(), code, reason)
+	}
+	var ae *auth.Error
+	if !errors.As(err, &ae) || ae.Reason != reason {
+		t.Errorf("error %v is not an *auth.Error with reason %q (cause: %v)", err, reason, errors.Unwrap(err))
+	}
+}
+
+var (
+	created = time.UnixMilli(1_700_000_000_000).UTC()
+	updated = time.UnixMilli(1_700_000_123_456).UTC()
+	// Databases keep time at different precisions and zones.
+	timeOpts = cmpopts.EquateApproxTime(time.Millisecond)
+	rowOpts  = cmp.Options{timeOpts, cmpopts.IgnoreUnexported(ent.User{})}
+)
+
+func TestEnsureUserFirstSight(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		api.emu.AddUser(clerkemu.User{
+			ID: "user_ada", Email: "ada@example.com", SecondaryEmails: []string{"old@example.com"},
+			FirstName: "Ada", LastName: "Lovelace", ImageURL: "https://img.example/ada.png",
+			CreatedAt: created, UpdatedAt: updated,
+		})
+		p := provision.New(s.Client, api.client, provision.Options{})
+		if err := p.EnsureUser(context.Background(), principal("user_ada")); err != nil {
+			t.Fatal(err)
+		}
+		want := &ent.User{
+			ID: "user_ada", Email: "ada@example.com", FirstName: "Ada", LastName: "Lovelace",
+			ImageURL: "https://img.example/ada.png", CreatedAt: created, UpdatedAt: updated,
+			ClerkUpdatedAt: updated.UnixMilli(),
+		}
+		if diff := cmp.Diff(want, getUser(t, s, "user_ada"), rowOpts); diff != "" {
+			t.Errorf("row (-want +got):\n%s", diff)
+		}
+		// Warm: no second fetch.
+		if err := p.EnsureUser(context.Background(), principal("user_ada")); err != nil {
+			t.Fatal(err)
+		}
+		if got := api.fetches.Load(); got != 1 {
+			t.Errorf("Clerk fetches = %d, want 1", got)
+		}
+	})
+}
+
+func TestEnsureUserConcurrentFirstSight(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		api.emu.AddUser(clerkemu.User{ID: "user_ada", Email: "ada@example.com"})
+		api.delay.Store(int64(100 * time.Millisecond))
+		p := provision.New(s.Client, api.client, provision.Options{})
+		var wg sync.WaitGroup
+		errs := make([]error, 10)
+		for i := range errs {
+			wg.Go(func() { errs[i] = p.EnsureUser(context.Background(), principal("user_ada")) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("call %d: %v", i, err)
+			}
+		}
+		if got := api.fetches.Load(); got != 1 {
+			t.Errorf("10 concurrent first calls made %d Clerk fetches, want 1", got)
+		}
+		if getUser(t, s, "user_ada") == nil {
+			t.Errorf("no row")
+		}
+	})
+}
+
+func TestEnsureUserReplicasRace(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		api.emu.AddUser(clerkemu.User{ID: "user_ada", Email: "ada@example.com"})
+		api.delay.Store(int64(50 * time.Millisecond))
+		// Replicas share the database, not their single flights: both
+		// fetch, both insert, one insert does nothing, neither fails.
+		replicas := []*provision.Provisioner{
+			provision.New(s.Client, api.client, provision.Options{}),
+			provision.New(s.Client, api.client, provision.Options{}),
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 8)
+		for i := range errs {
+			wg.Go(func() { errs[i] = replicas[i%2].EnsureUser(context.Background(), principal("user_ada")) })
+		}
+		wg.Wait()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("call %d: %v", i, err)
+			}
+		}
+		if got := getUser(t, s, "user_ada"); got == nil || got.Email != "ada@example.com" {
+			t.Errorf("row = %+v", got)
+		}
+	})
+}
+
+func TestEnsureUserClerkUnavailable(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		api.emu.AddUser(clerkemu.User{ID: "user_ada"})
+		api.emu.SetUsersStatus(http.StatusServiceUnavailable)
+		p := provision.New(s.Client, api.client, provision.Options{})
+		err := p.EnsureUser(context.Background(), principal("user_ada"))
+		wantError(t, err, codes.Unavailable, auth.ReasonClerkUnavailable)
+		st, _ := status.FromError(err)
+		var retry *errdetails.RetryInfo
+		for _, d := range st.Details() {
+			if r, ok := d.(*errdetails.RetryInfo); ok {
+				retry = r
+			}
+		}
+		if retry == nil || retry.GetRetryDelay().AsDuration() != time.Second {
+			t.Errorf("details = %v, want RetryInfo of 1s", st.Details())
+		}
+		if getUser(t, s, "user_ada") != nil {
+			t.Errorf("a row was written although Clerk was unavailable")
+		}
+
+		// The retry the client makes succeeds once Clerk is back.
+		api.emu.SetUsersStatus(0)
+		if err := p.EnsureUser(context.Background(), principal("user_ada")); err != nil {
+			t.Errorf("after Clerk recovered: %v", err)
+		}
+	})
+}
+
+func TestEnsureUserRefusals(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		clk := newClock()
+		p := provision.New(s.Client, api.client, provision.Options{Now: clk.Now})
+		sys := viewer.NewSystemContext(context.Background())
+		deletedAt := time.Now().Add(-time.Minute).UTC()
+
+		t.Run("unknown user", func(t *testing.T) {
+			err := p.EnsureUser(context.Background(), principal("user_nobody"))
+			wantError(t, err, codes.Unauthenticated, auth.ReasonUnknownUser)
+			if getUser(t, s, "user_nobody") != nil {
+				t.Errorf("a row was written for an unknown user")
+			}
+		})
+
+		t.Run("tombstoned user", func(t *testing.T) {
+			// Clerk still answers (a session lives on after deletion); the
+			// tombstone decides.
+			api.emu.AddUser(clerkemu.User{ID: "user_gone", Email: "new@example.com", FirstName: "New"})
+			s.Client.User.Create().SetID("user_gone").SetCreatedAt(created).SetUpdatedAt(updated).
+				SetClerkUpdatedAt(updated.UnixMilli()).SetDeletedAt(deletedAt).ExecX(sys)
+			before := getUser(t, s, "user_gone")
+			fetches := api.fetches.Load()
+			err := p.EnsureUser(context.Background(), principal("user_gone"))
+			wantError(t, err, codes.Unauthenticated, auth.ReasonDeletedUser)
+			if diff := cmp.Diff(before, getUser(t, s, "user_gone"), rowOpts); diff != "" {
+				t.Errorf("tombstone changed (-before +after):\n%s", diff)
+			}
+			if got := api.fetches.Load() - fetches; got != 0 {
+				t.Errorf("Clerk fetches for a tombstoned user = %d, want 0", got)
+			}
+		})
+
+		t.Run("tombstone written during the fetch wins", func(t *testing.T) {
+			api.emu.AddUser(clerkemu.User{ID: "user_racer", Email: "racer@example.com"})
+			tombstoning := sourceFunc(func(ctx context.Context, id string) (*clerk.User, error) {
+				u, err := api.client.User(ctx, id)
+				// user.deleted arrives while Clerk's answer is in flight.
+				s.Client.User.Create().SetID(id).SetCreatedAt(created).SetUpdatedAt(updated).
+					SetDeletedAt(deletedAt).ExecX(sys)
+				return u, err
+			})
+			p := provision.New(s.Client, tombstoning, provision.Options{})
+			err := p.EnsureUser(context.Background(), principal("user_racer"))
+			wantError(t, err, codes.Unauthenticated, auth.ReasonDeletedUser)
+			got := getUser(t, s, "user_racer")
+			if got.DeletedAt == nil || got.Email != "" {
+				t.Errorf("row = %+v, want the tombstone untouched", got)
+			}
+		})
+
+		t.Run("webhook row wins", func(t *testing.T) {
+			api.emu.AddUser(clerkemu.User{ID: "user_hooked", Email: "clerk@example.com"})
+			s.Client.User.Create().SetID("user_hooked").SetEmail("webhook@example.com").
+				SetCreatedAt(created).SetUpdatedAt(updated).SetClerkUpdatedAt(updated.UnixMilli()).ExecX(sys)
+			before := getUser(t, s, "user_hooked")
+			fetches := api.fetches.Load()
+			if err := p.EnsureUser(context.Background(), principal("user_hooked")); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(before, getUser(t, s, "user_hooked"), rowOpts); diff != "" {
+				t.Errorf("row changed (-before +after):\n%s", diff)
+			}
+			if got := api.fetches.Load() - fetches; got != 0 {
+				t.Errorf("Clerk fetches for a mirrored user = %d, want 0", got)
+			}
+		})
+
+		t.Run("deletion is noticed after the live window", func(t *testing.T) {
+			api.emu.AddUser(clerkemu.User{ID: "user_later"})
+			if err := p.EnsureUser(context.Background(), principal("user_later")); err != nil {
+				t.Fatal(err)
+			}
+			s.Client.User.UpdateOneID("user_later").SetDeletedAt(deletedAt).ExecX(sys)
+			// Within the window the cached answer stands: no database read.
+			if err := p.EnsureUser(context.Background(), principal("user_later")); err != nil {
+				t.Errorf("within the live window: %v", err)
+			}
+			clk.Advance(5 * time.Second)
+			err := p.EnsureUser(context.Background(), principal("user_later"))
+			wantError(t, err, codes.Unauthenticated, auth.ReasonDeletedUser)
+		})
+
+		t.Run("machines are not provisioned", func(t *testing.T) {
+			fetches := api.fetches.Load()
+			m := &viewer.Principal{Kind: viewer.KindMachine, Subject: "mch_1", TenantID: "org_acme"}
+			if err := p.EnsureUser(context.Background(), m); err != nil {
+				t.Errorf("EnsureUser(machine) = %v", err)
+			}
+			if got := api.fetches.Load() - fetches; got != 0 {
+				t.Errorf("Clerk fetches = %d, want 0", got)
+			}
+		})
+	})
+}
+
+func TestEnsureUserWithoutBackendAPI(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		clk := newClock()
+		p := provision.New(s.Client, nil, provision.Options{Now: clk.Now})
+		if err := p.EnsureUser(context.Background(), principal("user_tokenonly")); err != nil {
+			t.Fatal(err)
+		}
+		want := &ent.User{ID: "user_tokenonly", CreatedAt: clk.Now(), UpdatedAt: clk.Now()}
+		if diff := cmp.Diff(want, getUser(t, s, "user_tokenonly"), rowOpts); diff != "" {
+			t.Errorf("row (-want +got):\n%s", diff)
+		}
+	})
+}
+
+func TestEnsureUserCallerDeadline(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	api := newClerkAPI(t)
+	api.emu.AddUser(clerkemu.User{ID: "user_slow"})
+	api.delay.Store(int64(500 * time.Millisecond))
+	p := provision.New(s.Client, api.client, provision.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := p.EnsureUser(ctx, principal("user_slow"))
+	if status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("error = %v, want DeadlineExceeded", err)
+	}
+	if d := time.Since(start); d > 400*time.Millisecond {
+		t.Errorf("EnsureUser waited %v past the caller's deadline", d)
+	}
+	// The fetch went on for the next caller.
+	time.Sleep(600 * time.Millisecond)
+	if err := p.EnsureUser(context.Background(), principal("user_slow")); err != nil {
+		t.Errorf("next call: %v", err)
+	}
+	if got := api.fetches.Load(); got != 1 {
+		t.Errorf("Clerk fetches = %d, want 1", got)
+	}
+}
+
+type sourceFunc func(ctx context.Context, id string) (*clerk.User, error)
+
+func (f sourceFunc) User(ctx context.Context, id string) (*clerk.User, error) { return f(ctx, id) }

@@ -1,0 +1,524 @@
+package webhook
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/lib/pq"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/membership"
+	"github.com/gatehouse-dev/gatehouse/ent/organization"
+	"github.com/gatehouse-dev/gatehouse/ent/project"
+	"github.com/gatehouse-dev/gatehouse/ent/user"
+	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// Result is what became of a delivery. It is recorded on the WebhookEvent
+// row (applied, stale, ignored) and is the "result" label of
+// gatehouse_webhook_events_total.
+type Result string
+
+const (
+	// ResultApplied: the event changed the mirror.
+	ResultApplied Result = "applied"
+	// ResultDuplicate: the svix-id was already recorded; nothing changed.
+	ResultDuplicate Result = "duplicate"
+	// ResultStale: the event is no newer than what is stored, or its object
+	// is deleted (tombstoned); nothing changed.
+	ResultStale Result = "stale"
+	// ResultIgnored: Gatehouse does not handle the event type.
+	ResultIgnored Result = "ignored"
+	// ResultRejected: 4xx — not verified, malformed, too large, or not a POST.
+	ResultRejected Result = "rejected"
+	// ResultFailed: 5xx — the database failed; nothing was written.
+	ResultFailed Result = "failed"
+)
+
+// maxAttempts bounds how often one delivery's transaction is retried after
+// a Postgres deadlock or serialization failure before answering 503 and
+// leaving the retry to Svix.
+const maxAttempts = 3
+
+// apply applies ev exactly once per msgID: its effect and the WebhookEvent
+// row commit together or not at all.
+func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []byte) (Result, error) {
+	ctx = withRowLocks(viewer.NewSystemContext(ctx), r.rowLocks)
+	// Fast path for Svix's retries of a delivery that was applied but whose
+	// answer was lost. The insert in applyOnce is what makes this safe under
+	// races; this only saves the work.
+	seen, err := r.client.WebhookEvent.Query().Where(webhookevent.ID(msgID)).Exist(ctx)
+	if err != nil {
+		return ResultFailed, fmt.Errorf("look up svix-id: %w", err)
+	}
+	if seen {
+		return ResultDuplicate, nil
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := r.applyOnce(ctx, msgID, ev, body)
+		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
+			return res, err
+		}
+	}
+}
+
+func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body []byte) (res Result, err error) {
+	tx, err := r.client.Tx(ctx)
+	if err != nil {
+		return ResultFailed, fmt.Errorf("begin: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			tx.Rollback() //nolint:errcheck // the first error is the one to report
+		}
+	}()
+	now := r.now().UTC()
+	res, err = applyEvent(ctx, tx, ev, now)
+	if err != nil {
+		return ResultFailed, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ObjectID, err)
+	}
+	// The event row goes in last, with the result it records. A concurrent
+	// delivery of the same svix-id that committed first makes this insert
+	// conflict (on Postgres it waits for that commit): then everything
+	// above is rolled back and the delivery is a duplicate.
+	err = tx.WebhookEvent.Create().
+		SetID(msgID).
+		SetType(ev.Type).
+		SetObjectID(ev.ObjectID).
+		SetResult(string(res)).
+		SetPayload(body).
+		SetReceivedAt(now).
+		OnConflictColumns(webhookevent.FieldID).
+		DoNothing().
+		Exec(ctx)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return ResultDuplicate, nil
+	case err != nil:
+		return ResultFailed, fmt.Errorf("record svix-id: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return ResultFailed, fmt.Errorf("commit %s %s: %w", ev.Type, ev.ObjectID, err)
+	}
+	committed = true
+	return res, nil
+}
+
+// retryable reports whether err is a Postgres deadlock or serialization
+// failure, after which the whole transaction may simply be run again.
+func retryable(err error) bool {
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) {
+		return pqErr.Code == "40001" || pqErr.Code == "40P01"
+	}
+	return false
+}
+
+func applyEvent(ctx context.Context, tx *ent.Tx, ev *Event, now time.Time) (Result, error) {
+	switch ev.Type {
+	case TypeUserCreated, TypeUserUpdated:
+		return applyUser(ctx, tx, ev.user)
+	case TypeUserDeleted:
+		return deleteUser(ctx, tx, ev.user.ID, now)
+	case TypeOrganizationCreated, TypeOrganizationUpdated:
+		return applyOrganization(ctx, tx, ev.org)
+	case TypeOrganizationDeleted:
+		return deleteOrganization(ctx, tx, ev.org.ID, now)
+	case TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated:
+		return applyMembership(ctx, tx, ev.membership, now)
+	case TypeOrganizationMembershipDeleted:
+		return deleteMembership(ctx, tx, ev.membership, now)
+	}
+	return ResultIgnored, nil
+}
+
+// newer reports whether an event with Clerk updated_at event supersedes a
+// row holding stored. A row known only from a token or a membership
+// (stored 0) yields to any real event.
+func newer(event, stored int64) bool {
+	return stored == 0 || event > stored
+}
+
+func clerkTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// lock selects the row FOR UPDATE (or FOR SHARE). When there is none it
+// runs insert, an INSERT … ON CONFLICT DO NOTHING, and reports inserted:
+// the new row is then the caller's (an uncommitted insert is locked too).
+// If a concurrent transaction inserted the row first, the insert waits for
+// it, does nothing, and the row it committed is selected and locked.
+func lock[T any](ctx context.Context, query func(context.Context) (T, error), insert func(context.Context) error) (row T, inserted bool, err error) {
+	row, err = query(ctx)
+	if !ent.IsNotFound(err) {
+		return row, false, err
+	}
+	switch err := insert(ctx); {
+	case err == nil:
+		return row, true, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return row, false, err
+	}
+	row, err = query(ctx)
+	return row, false, err
+}
+
+// Row locks (SELECT … FOR UPDATE / FOR SHARE) are taken on Postgres only.
+// SQLite has none and needs none: the store opens its transactions with BEGIN
+// IMMEDIATE on a single connection, so they run one at a time. The receiver
+// marks the context of each apply with whether to lock.
+type rowLocksKey struct{}
+
+func withRowLocks(ctx context.Context, on bool) context.Context {
+	return context.WithValue(ctx, rowLocksKey{}, on)
+}
+
+func rowLocks(ctx context.Context) bool {
+	on, _ := ctx.Value(rowLocksKey{}).(bool)
+	return on
+}
+
+type lockable[Q any] interface {
+	ForUpdate(...entsql.LockOption) Q
+	ForShare(...entsql.LockOption) Q
+}
+
+func withLock[Q lockable[Q]](ctx context.Context, q Q, share bool) Q {
+	switch {
+	case !rowLocks(ctx):
+		return q
+	case share:
+		return q.ForShare()
+	default:
+		return q.ForUpdate()
+	}
+}
+
+func lockUser(ctx context.Context, tx *ent.Tx, id string, share bool, insert func(context.Context) error) (*ent.User, bool, error) {
+	return lock(ctx, func(ctx context.Context) (*ent.User, error) {
+		return withLock(ctx, tx.User.Query().Where(user.ID(id)), share).Only(ctx)
+	}, insert)
+}
+
+func lockOrganization(ctx context.Context, tx *ent.Tx, id string, share bool, insert func(context.Context) error) (*ent.Organization, bool, error) {
+	return lock(ctx, func(ctx context.Context) (*ent.Organization, error) {
+		return withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), share).Only(ctx)
+	}, insert)
+}
+
+func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser) (Result, error) {
+	cur, inserted, err := lockUser(ctx, tx, u.ID, false, func(ctx context.Context) error {
+		return tx.User.Create().
+			SetID(u.ID).
+			SetEmail(u.primaryEmail()).
+			SetFirstName(u.FirstName).
+			SetLastName(u.LastName).
+			SetImageURL(u.ImageURL).
+			SetCreatedAt(clerkTime(u.CreatedAt)).
+			SetUpdatedAt(clerkTime(u.UpdatedAt)).
+			SetClerkUpdatedAt(u.UpdatedAt).
+			OnConflictColumns(user.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case inserted:
+		return ResultApplied, nil
+	case cur.DeletedAt != nil, !newer(u.UpdatedAt, cur.ClerkUpdatedAt):
+		return ResultStale, nil
+	}
+	err = tx.User.UpdateOneID(u.ID).
+		SetEmail(u.primaryEmail()).
+		SetFirstName(u.FirstName).
+		SetLastName(u.LastName).
+		SetImageURL(u.ImageURL).
+		SetCreatedAt(clerkTime(u.CreatedAt)).
+		SetUpdatedAt(clerkTime(u.UpdatedAt)).
+		SetClerkUpdatedAt(u.UpdatedAt).
+		Exec(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ResultApplied, nil
+}
+
+// deleteUser tombstones the user (creating the tombstone if the user was
+// never seen), clears their personal data, deletes their personal tenant's
+// projects and ends their memberships. Projects they own in organizations
+// stay: they belong to the organization.
+func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
+	cur, inserted, err := lockUser(ctx, tx, id, false, func(ctx context.Context) error {
+		return tx.User.Create().
+			SetID(id).
+			SetCreatedAt(now).
+			SetUpdatedAt(now).
+			SetDeletedAt(now).
+			OnConflictColumns(user.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	if err != nil {
+		return "", err
+	}
+	res := ResultApplied
+	switch {
+	case inserted:
+	case cur.DeletedAt != nil:
+		res = ResultStale
+	default:
+		err := tx.User.UpdateOneID(id).
+			SetEmail("").
+			SetFirstName("").
+			SetLastName("").
+			SetImageURL("").
+			SetUpdatedAt(now).
+			SetDeletedAt(now).
+			Exec(ctx)
+		if err != nil {
+			return "", err
+		}
+	}
+	// The clean-up runs again on a repeated delete: it is cheap, and it
+	// catches anything written in the personal tenant since.
+	if _, err := tx.Project.Delete().Where(project.TenantID(id)).Exec(ctx); err != nil {
+		return "", fmt.Errorf("delete personal projects: %w", err)
+	}
+	_, err = tx.Membership.Update().
+		Where(membership.UserID(id), membership.DeletedAtIsNil()).
+		SetDeletedAt(now).
+		SetUpdatedAt(now).
+		Save(ctx)
+	if err != nil {
+		return "", fmt.Errorf("end memberships: %w", err)
+	}
+	return res, nil
+}
+
+func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization) (Result, error) {
+	cur, inserted, err := lockOrganization(ctx, tx, o.ID, false, func(ctx context.Context) error {
+		return tx.Organization.Create().
+			SetID(o.ID).
+			SetName(o.Name).
+			SetSlug(o.Slug).
+			SetImageURL(o.ImageURL).
+			SetCreatedAt(clerkTime(o.CreatedAt)).
+			SetUpdatedAt(clerkTime(o.UpdatedAt)).
+			SetClerkUpdatedAt(o.UpdatedAt).
+			OnConflictColumns(organization.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case inserted:
+		return ResultApplied, nil
+	case cur.DeletedAt != nil, !newer(o.UpdatedAt, cur.ClerkUpdatedAt):
+		return ResultStale, nil
+	}
+	err = tx.Organization.UpdateOneID(o.ID).
+		SetName(o.Name).
+		SetSlug(o.Slug).
+		SetImageURL(o.ImageURL).
+		SetCreatedAt(clerkTime(o.CreatedAt)).
+		SetUpdatedAt(clerkTime(o.UpdatedAt)).
+		SetClerkUpdatedAt(o.UpdatedAt).
+		Exec(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ResultApplied, nil
+}
+
+// deleteOrganization tombstones the organization, deletes its projects and
+// ends its memberships.
+func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
+	cur, inserted, err := lockOrganization(ctx, tx, id, false, func(ctx context.Context) error {
+		return tx.Organization.Create().
+			SetID(id).
+			SetCreatedAt(now).
+			SetUpdatedAt(now).
+			SetDeletedAt(now).
+			OnConflictColumns(organization.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	if err != nil {
+		return "", err
+	}
+	res := ResultApplied
+	switch {
+	case inserted:
+	case cur.DeletedAt != nil:
+		res = ResultStale
+	default:
+		if err := tx.Organization.UpdateOneID(id).SetUpdatedAt(now).SetDeletedAt(now).Exec(ctx); err != nil {
+			return "", err
+		}
+	}
+	if _, err := tx.Project.Delete().Where(project.TenantID(id)).Exec(ctx); err != nil {
+		return "", fmt.Errorf("delete organization projects: %w", err)
+	}
+	_, err = tx.Membership.Update().
+		Where(membership.TenantID(id), membership.DeletedAtIsNil()).
+		SetDeletedAt(now).
+		SetUpdatedAt(now).
+		Save(ctx)
+	if err != nil {
+		return "", fmt.Errorf("end memberships: %w", err)
+	}
+	return res, nil
+}
+
+// lockMembershipParties makes sure the membership's organization and user
+// rows exist — inserting stubs (clerk_updated_at 0) from the membership's
+// embedded data if they do not, which the organization's and user's own
+// events then overwrite — and locks them FOR SHARE, so that an
+// organization.deleted or user.deleted cannot commit between the check and
+// the membership write. It reports whether either is tombstoned.
+func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (tombstoned bool, err error) {
+	o := m.Organization
+	org, orgInserted, err := lockOrganization(ctx, tx, o.ID, true, func(ctx context.Context) error {
+		created := now
+		if o.CreatedAt > 0 {
+			created = clerkTime(o.CreatedAt)
+		}
+		return tx.Organization.Create().
+			SetID(o.ID).
+			SetName(o.Name).
+			SetSlug(o.Slug).
+			SetImageURL(o.ImageURL).
+			SetCreatedAt(created).
+			SetUpdatedAt(created).
+			OnConflictColumns(organization.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	if err != nil {
+		return false, fmt.Errorf("organization: %w", err)
+	}
+	p := m.PublicUserData
+	usr, userInserted, err := lockUser(ctx, tx, p.UserID, true, func(ctx context.Context) error {
+		email := ""
+		if looksLikeEmail(p.Identifier) {
+			email = p.Identifier
+		}
+		return tx.User.Create().
+			SetID(p.UserID).
+			SetEmail(email).
+			SetFirstName(p.FirstName).
+			SetLastName(p.LastName).
+			SetImageURL(p.ImageURL).
+			SetCreatedAt(now).
+			SetUpdatedAt(now).
+			OnConflictColumns(user.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	if err != nil {
+		return false, fmt.Errorf("user: %w", err)
+	}
+	return (!orgInserted && org.DeletedAt != nil) || (!userInserted && usr.DeletedAt != nil), nil
+}
+
+// looksLikeEmail reports whether a membership's public identifier is an
+// email address (it may be a phone number or a username).
+func looksLikeEmail(s string) bool {
+	at := strings.IndexByte(s, '@')
+	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n")
+}
+
+func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, insert func(context.Context) error) (*ent.Membership, bool, error) {
+	return lock(ctx, func(ctx context.Context) (*ent.Membership, error) {
+		return withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), false).Only(ctx)
+	}, insert)
+}
+
+func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
+	tombstoned, err := lockMembershipParties(ctx, tx, m, now)
+	if err != nil {
+		return "", err
+	}
+	if tombstoned {
+		return ResultStale, nil
+	}
+	tenantID := m.Organization.ID
+	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, func(ctx context.Context) error {
+		return tx.Membership.Create().
+			SetID(m.ID).
+			SetTenantID(tenantID).
+			SetUserID(m.PublicUserData.UserID).
+			SetRole(m.Role).
+			SetCreatedAt(clerkTime(m.CreatedAt)).
+			SetUpdatedAt(clerkTime(m.UpdatedAt)).
+			SetClerkUpdatedAt(m.UpdatedAt).
+			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case inserted:
+		return ResultApplied, nil
+	case cur.DeletedAt != nil, !newer(m.UpdatedAt, cur.ClerkUpdatedAt):
+		return ResultStale, nil
+	}
+	err = tx.Membership.UpdateOneID(m.ID).
+		Where(membership.TenantID(tenantID)).
+		SetRole(m.Role).
+		SetCreatedAt(clerkTime(m.CreatedAt)).
+		SetUpdatedAt(clerkTime(m.UpdatedAt)).
+		SetClerkUpdatedAt(m.UpdatedAt).
+		Exec(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ResultApplied, nil
+}
+
+// deleteMembership tombstones the membership, creating the tombstone when
+// the membership was never seen, whatever the order of its events: a
+// removed member stays removed.
+func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
+	tenantID := m.Organization.ID
+	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, func(ctx context.Context) error {
+		return tx.Membership.Create().
+			SetID(m.ID).
+			SetTenantID(tenantID).
+			SetUserID(m.PublicUserData.UserID).
+			SetRole(m.Role).
+			SetCreatedAt(clerkTime(m.CreatedAt)).
+			SetUpdatedAt(now).
+			SetClerkUpdatedAt(m.UpdatedAt).
+			SetDeletedAt(now).
+			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
+			DoNothing().
+			Exec(ctx)
+	})
+	switch {
+	case err != nil:
+		return "", err
+	case inserted:
+		return ResultApplied, nil
+	case cur.DeletedAt != nil:
+		return ResultStale, nil
+	}
+	err = tx.Membership.UpdateOneID(m.ID).
+		Where(membership.TenantID(tenantID)).
+		SetUpdatedAt(now).
+		SetClerkUpdatedAt(max(m.UpdatedAt, cur.ClerkUpdatedAt)).
+		SetDeletedAt(now).
+		Exec(ctx)
+	if err != nil {
+		return "", err
+	}
+	return ResultApplied, nil
+}

@@ -1,0 +1,40 @@
+// Package webhook receives Clerk's webhooks, delivered through Svix, and
+// applies them to Gatehouse's local mirror of users, organizations and
+// memberships.
+//
+// A Receiver serves POST /webhooks/clerk. Every delivery goes through the
+// same steps:
+//
+//  1. The body (at most 1 MiB, else 413) is verified with Svix's own
+//     verifier on the raw bytes, before anything parses it: a missing
+//     header, a bad signature, or a timestamp more than 5 minutes off is
+//     401 and nothing is written.
+//  2. The Clerk event envelope is decoded (DecodeEvent); a validly signed
+//     but malformed payload is 400 and nothing is written.
+//  3. The event's effect and a WebhookEvent row keyed by the svix-id are
+//     written in one transaction. Whichever delivery commits that row
+//     first has the effect; every other delivery of the same svix-id, on
+//     this replica or another, finds it and answers 200 "duplicate"
+//     having changed nothing. A database failure is 503 with nothing
+//     half-written, so Svix's retry applies the event in full.
+//
+// The appliers make the mirror converge whatever order the events arrive
+// in. Each user, organization and membership row keeps Clerk's updated_at
+// (clerk_updated_at): an event no newer than the stored one is "stale" and
+// changes nothing, except that rows created from a token or a membership
+// (clerk_updated_at 0) always yield to a real event. Deletes leave
+// tombstones (deleted_at) that no later event resurrects. user.deleted
+// clears the user's personal data, deletes the projects of their personal
+// tenant and ends their memberships; organization.deleted deletes the
+// organization's projects and ends its memberships. Event types Gatehouse
+// does not handle are recorded as "ignored" and answered 200.
+//
+// Per row, the appliers take the row lock (SELECT … FOR UPDATE, or FOR
+// SHARE for the organization and user a membership refers to) before
+// deciding, so that concurrent deliveries for the same object serialize on
+// Postgres; SQLite transactions are serialized by the store.
+//
+// SampleEvent and Send build and deliver signed sample events in Clerk's
+// real JSON shapes, for the `gatehouse webhook send` command, tests and
+// benchmarks.
+package webhook

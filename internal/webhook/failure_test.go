@@ -1,0 +1,296 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/hook"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+)
+
+// TestConcurrentApplyPastTheFastPath races the transactions themselves:
+// the svix-id look-up before the transaction is skipped, so only the
+// event-row insert inside it can keep the effect to one.
+func TestConcurrentApplyPastTheFastPath(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		e := newEndpoint(t, s, newSecret())
+		body := sample(t, TypeOrganizationMembershipCreated, Sample{})
+		ev, err := DecodeEvent(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msgID := NewMessageID()
+		const n = 5
+		results := make([]Result, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() { results[i], errs[i] = e.receiver.applyOnce(sysctx(), msgID, ev, body) })
+		}
+		wg.Wait()
+		count := map[Result]int{}
+		for i := range n {
+			if errs[i] != nil {
+				t.Errorf("apply: %v", errs[i])
+			}
+			count[results[i]]++
+		}
+		if diff := cmp.Diff(map[Result]int{ResultApplied: 1, ResultDuplicate: n - 1}, count); diff != "" {
+			t.Errorf("results (-want +got):\n%s", diff)
+		}
+		want := map[string]int{"users": 1, "organizations": 1, "memberships": 1, "projects": 0, "webhook_events": 1}
+		if diff := cmp.Diff(want, rowCounts(t, s.Client)); diff != "" {
+			t.Errorf("rows (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// TestDatabaseGoneThenRedelivered: with the pool closed the delivery gets
+// 503 and nothing is written; Svix's redelivery to a working instance
+// applies it in full.
+func TestDatabaseGoneThenRedelivered(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			url := storetest.URL(t, dialect)
+			secret := newSecret()
+			down := openURL(t, url)
+			e := newEndpoint(t, down, secret)
+			body := sample(t, TypeOrganizationMembershipCreated, Sample{})
+			msgID := NewMessageID()
+			down.Close()
+
+			if got := e.deliver(msgID, body); got != (answer{http.StatusServiceUnavailable, "failed"}) {
+				t.Fatalf("with the database gone: got %+v, want 503 failed", got)
+			}
+			up := openURL(t, url)
+			want := map[string]int{"users": 0, "organizations": 0, "memberships": 0, "projects": 0, "webhook_events": 0}
+			if diff := cmp.Diff(want, rowCounts(t, up.Client)); diff != "" {
+				t.Errorf("rows after 503 (-want +got):\n%s", diff)
+			}
+			if got := newEndpoint(t, up, secret).deliver(msgID, body); got != (answer{200, "applied"}) {
+				t.Fatalf("redelivery: got %+v, want 200 applied", got)
+			}
+			want = map[string]int{"users": 1, "organizations": 1, "memberships": 1, "projects": 0, "webhook_events": 1}
+			if diff := cmp.Diff(want, rowCounts(t, up.Client)); diff != "" {
+				t.Errorf("rows after redelivery (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDatabaseDiesMidApply: organization.deleted fails after tombstoning
+// the organization and deleting its projects, before ending its
+// memberships. On Postgres the transaction's connection is killed; SQLite
+// gets an injected error. The answer is 503 and nothing is half-written;
+// the redelivery applies everything.
+func TestDatabaseDiesMidApply(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		e := newEndpoint(t, s, newSecret())
+		for _, typ := range []string{TypeUserCreated, TypeOrganizationCreated, TypeOrganizationMembershipCreated} {
+			if got := e.deliver("", sample(t, typ, Sample{})); got.Result != "applied" {
+				t.Fatalf("setup %s: %+v", typ, got)
+			}
+		}
+		seedProject(t, s.Client, "prj_engines", engines, ada)
+		before := dumpMirror(t, s.Client)
+
+		var fail atomic.Bool
+		fail.Store(true)
+		s.Client.Membership.Use(func(next ent.Mutator) ent.Mutator {
+			return hook.MembershipFunc(func(ctx context.Context, m *ent.MembershipMutation) (ent.Value, error) {
+				if m.Op().Is(ent.OpUpdate) && fail.CompareAndSwap(true, false) {
+					if err := killConnection(ctx, s, m); err != nil {
+						return nil, err
+					}
+				}
+				return next.Mutate(ctx, m)
+			})
+		})
+		msgID := NewMessageID()
+		body := sample(t, TypeOrganizationDeleted, Sample{})
+		if got := e.deliver(msgID, body); got != (answer{http.StatusServiceUnavailable, "failed"}) {
+			t.Fatalf("mid-apply failure: got %+v, want 503 failed", got)
+		}
+		if diff := cmp.Diff(before, dumpMirror(t, s.Client)); diff != "" {
+			t.Errorf("half-written (-before +after):\n%s", diff)
+		}
+		if n := rowCounts(t, s.Client)["webhook_events"]; n != 3 {
+			t.Errorf("%d webhook events recorded, want the 3 of the setup", n)
+		}
+		if got := e.deliver(msgID, body); got != (answer{200, "applied"}) {
+			t.Fatalf("redelivery: got %+v, want 200 applied", got)
+		}
+		after := dumpMirror(t, s.Client)
+		if len(after.Projects) != 0 || len(after.Memberships) != 0 || !after.Orgs[0].Deleted {
+			t.Errorf("after redelivery: %+v, want the organization deleted with its projects and memberships", after)
+		}
+	})
+}
+
+// killConnection makes the database go away under the transaction m runs
+// in: on Postgres the backend holding it (the one connection of this
+// database idle in a transaction while the hook runs) is terminated, waiting
+// until it is gone; SQLite gets an injected error instead.
+func killConnection(ctx context.Context, s *store.Store, _ *ent.MembershipMutation) error {
+	if s.Dialect != "postgres" {
+		return errors.New("injected: disk I/O error")
+	}
+	var killed int
+	err := s.DB.QueryRowContext(ctx, `
+		SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity
+		WHERE datname = current_database() AND pid <> pg_backend_pid()
+		  AND state LIKE 'idle in transaction%'`).Scan(&killed)
+	if err == nil && killed != 1 {
+		err = fmt.Errorf("terminated %d backends, want the 1 holding the transaction", killed)
+	}
+	return err
+}
+
+// TestReplicasConverge: two instances sharing one database, receiving a
+// stream of deliveries duplicated and shuffled, concurrently, end in the
+// same state as one instance receiving the stream once, in order.
+func TestReplicasConverge(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			secret := newSecret()
+			stream := eventStream(t)
+
+			// One instance, each delivery once, in order.
+			inOrder := openURL(t, storetest.URL(t, dialect))
+			seedStream(t, inOrder.Client)
+			one := newEndpoint(t, inOrder, secret)
+			for _, d := range stream {
+				if got := one.deliver(d.msgID, d.body); got.Status != 200 {
+					t.Fatalf("in order: %s: %+v", d.name, got)
+				}
+			}
+
+			// Two instances on one database, every delivery one to three
+			// times, shuffled, eight at a time; 5xx is retried as Svix would.
+			url := storetest.URL(t, dialect)
+			a, b := openURL(t, url), openURL(t, url)
+			seedStream(t, a.Client)
+			replicas := []*endpoint{newEndpoint(t, a, secret), newEndpoint(t, b, secret)}
+			var deliveries []delivered
+			for _, d := range stream {
+				for range 1 + rand.IntN(3) {
+					deliveries = append(deliveries, d)
+				}
+			}
+			rand.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+			work := make(chan int)
+			var wg sync.WaitGroup
+			for range 8 {
+				wg.Go(func() {
+					for i := range work {
+						d := deliveries[i]
+						for try := 0; ; try++ {
+							got := replicas[(i+try)%2].deliver(d.msgID, d.body)
+							if got.Status == 200 {
+								break
+							}
+							if got.Status < 500 || try == 10 {
+								t.Errorf("%s: %+v", d.name, got)
+								break
+							}
+							time.Sleep(time.Duration(try*10) * time.Millisecond)
+						}
+					}
+				})
+			}
+			for i := range deliveries {
+				work <- i
+			}
+			close(work)
+			wg.Wait()
+
+			want := dumpMirror(t, inOrder.Client)
+			if diff := cmp.Diff(want, dumpMirror(t, b.Client)); diff != "" {
+				t.Errorf("replicas diverge from the in-order run (-in order +replicas):\n%s", diff)
+			}
+			if got, want := rowCounts(t, a.Client)["webhook_events"], len(stream); got != want {
+				t.Errorf("%d webhook events recorded, want %d (one per svix-id)", got, want)
+			}
+			// The stream must exercise what it claims to.
+			if len(want.Memberships) == 0 || len(want.Projects) == 0 || len(want.Users) < 5 {
+				t.Fatalf("degenerate stream: %+v", want)
+			}
+		})
+	}
+}
+
+type delivered struct {
+	name  string
+	msgID string
+	body  []byte
+}
+
+const (
+	grace   = "user_2oGraceHopper00000000001"
+	alan    = "user_2oAlanTuring000000000001"
+	stub    = "user_2oKnownOnlyByMembership01"
+	harvard = "org_2oHarvardMarkOne0000000001"
+)
+
+// seedStream seeds what exists before the stream: users known from
+// tokens, and projects in each tenant the stream deletes or keeps.
+func seedStream(t *testing.T, c *ent.Client) {
+	t.Helper()
+	for _, u := range []string{ada, charles, grace} {
+		seedUser(t, c, u)
+	}
+	seedProject(t, c, "prj_ada", ada, ada)
+	seedProject(t, c, "prj_charles", charles, charles)
+	seedProject(t, c, "prj_grace", grace, grace)
+	seedProject(t, c, "prj_engines", engines, ada)
+	seedProject(t, c, "prj_harvard", harvard, grace)
+}
+
+// eventStream is a history as Clerk would send it, in order.
+func eventStream(t *testing.T) []delivered {
+	var ds []delivered
+	var clock int64
+	add := func(typ string, s Sample) {
+		clock += 10
+		if s.UpdatedAt.IsZero() {
+			s.UpdatedAt = at(clock)
+		}
+		ds = append(ds, delivered{name: typ + " " + s.UserID + s.OrgID + s.MembershipID, msgID: NewMessageID(), body: sample(t, typ, s)})
+	}
+	mem := func(id, userID, orgID, role string) Sample {
+		return Sample{MembershipID: id, UserID: userID, OrgID: orgID, Role: role}
+	}
+	for _, u := range []string{ada, charles, grace, alan} {
+		add(TypeUserCreated, Sample{UserID: u, FirstName: u[5:12]})
+	}
+	add(TypeOrganizationCreated, Sample{OrgID: engines})
+	add(TypeOrganizationCreated, Sample{OrgID: harvard, OrgName: "Harvard Mark I"})
+	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS1", ada, engines, "org:admin"))
+	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS2", charles, engines, "org:member"))
+	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS3", grace, harvard, "org:admin"))
+	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS4", alan, harvard, "org:member"))
+	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS5", stub, engines, "org:member"))
+	add(TypeUserUpdated, Sample{UserID: ada, FirstName: "Augusta"})
+	add(TypeUserUpdated, Sample{UserID: ada, FirstName: "Augusta Ada", Email: "countess@example.org"})
+	add(TypeOrganizationUpdated, Sample{OrgID: engines, OrgName: "Engines Ltd"})
+	add(TypeOrganizationMembershipUpdated, mem("orgmem_2oS2", charles, engines, "org:admin"))
+	add(TypeOrganizationMembershipUpdated, mem("orgmem_2oS2", charles, engines, "org:billing"))
+	add(TypeOrganizationMembershipDeleted, mem("orgmem_2oS4", alan, harvard, "org:member"))
+	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS6", alan, engines, "org:member"))
+	add(TypeUserDeleted, Sample{UserID: charles})
+	add(TypeUserUpdated, Sample{UserID: grace, LastName: "Hopper"})
+	add(TypeOrganizationDeleted, Sample{OrgID: harvard})
+	add(TypeUserUpdated, Sample{UserID: alan, FirstName: "Alan"})
+	return ds
+}
