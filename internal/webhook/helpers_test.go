@@ -61,8 +61,8 @@ func newEndpoint(t *testing.T, st *store.Store, secret string) *endpoint {
 	r, err := New(Config{
 		Client:  st.Client,
 		Dialect: st.Dialect,
-		Secret: secret,
-		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+		Secret:  secret,
+		Logger:  slog.New(slog.NewJSONHandler(logs, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
