@@ -28,12 +28,22 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 	msgID := fs.String("id", "", "the svix-id (default: a fresh one; reuse one to see a duplicate delivery)")
 	url := fs.String("url", "", "the webhook endpoint (default: the running gatehouse dev's)")
 	dir := fs.String("dir", DevDir, "the dev directory")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
+	// The type may stand before, between or after the flags.
+	var positional []string
+	for rest := args[1:]; ; {
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		positional = append(positional, fs.Arg(0))
+		rest = fs.Args()[1:]
 	}
-	if fs.NArg() != 1 {
+	if len(positional) != 1 {
 		return fmt.Errorf("want one event type, one of: %s", strings.Join(webhook.SampleEventTypes(), ", "))
 	}
+	eventType := positional[0]
 	st, err := readDevState(*dir)
 	if err != nil {
 		return err
@@ -47,7 +57,7 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 	if *membership == "" {
 		*membership = "orgmem_" + strings.TrimPrefix(*org, "org_") + strings.TrimPrefix(*user, "user_")
 	}
-	body, err := webhook.SampleEvent(fs.Arg(0), webhook.Sample{
+	body, err := webhook.SampleEvent(eventType, webhook.Sample{
 		UserID: *user, OrgID: *org, MembershipID: *membership, Email: *email,
 		FirstName: *first, LastName: *last, OrgName: *orgName, Role: *role,
 		UpdatedAt: time.Now(),
@@ -60,11 +70,11 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	resp, err := webhook.Send(ctx, *url, st.WebhookSecret, *msgID, body)
 	if err != nil {
-		return fmt.Errorf("send %s: %w", fs.Arg(0), err)
+		return fmt.Errorf("send %s: %w", eventType, err)
 	}
 	defer resp.Body.Close()
 	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	fmt.Fprintf(stdout, "%s %s -> %s %s\n", fs.Arg(0), *msgID, resp.Status, strings.TrimSpace(string(answer)))
+	fmt.Fprintf(stdout, "%s %s -> %s %s\n", eventType, *msgID, resp.Status, strings.TrimSpace(string(answer)))
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("the webhook endpoint answered %s", resp.Status)
 	}
