@@ -31,6 +31,13 @@ type Provisioner interface {
 	EnsureUser(ctx context.Context, p *viewer.Principal) error
 }
 
+// RoleSource tells a user's role in an organization as the webhooks have
+// mirrored it ("" when there is no live membership). It stands in for the
+// role when a session token names an organization but carries no role.
+type RoleSource interface {
+	MembershipRole(ctx context.Context, orgID, userID string) (string, error)
+}
+
 // Config configures an Authenticator.
 type Config struct {
 	// Sessions verifies session tokens. Required.
@@ -42,6 +49,8 @@ type Config struct {
 	Rules Rules
 	// Provisioner, if set, is called for every authenticated user.
 	Provisioner Provisioner
+	// Roles, if set, supplies the org role a session token lacks.
+	Roles RoleSource
 	// Registerer, if set, receives gatehouse_auth_failures_total{reason}.
 	Registerer prometheus.Registerer
 }
@@ -53,6 +62,7 @@ type Authenticator struct {
 	machines    *MachineVerifier
 	rules       Rules
 	provisioner Provisioner
+	roles       RoleSource
 	failures    *prometheus.CounterVec
 }
 
@@ -84,6 +94,7 @@ func New(cfg Config) (*Authenticator, error) {
 		machines:    cfg.Machines,
 		rules:       cfg.Rules,
 		provisioner: cfg.Provisioner,
+		roles:       cfg.Roles,
 		failures:    failures,
 	}, nil
 }
@@ -167,6 +178,15 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		if a.provisioner != nil {
 			if err := a.provisioner.EnsureUser(ctx, p); err != nil {
 				return nil, asError(err)
+			}
+		}
+		if p.OrgID != "" && p.OrgRole == "" && a.roles != nil {
+			role, err := a.roles.MembershipRole(ctx, p.OrgID, p.Subject)
+			if err != nil {
+				return nil, asError(err)
+			}
+			if role != "" {
+				p = a.sessions.withRole(p, role)
 			}
 		}
 	}

@@ -278,7 +278,13 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 		if !strings.HasPrefix(org, "org_") || !viewer.ValidTenantID(org) {
 			return nil, unauthenticated(ReasonBadOrganization, nil)
 		}
-		p.TenantID, p.OrgID, p.OrgRole = org, org, claims.ActiveOrganizationRole
+		role := claims.ActiveOrganizationRole
+		if role == "org:" {
+			// clerk-sdk-go prefixes the v2 "o.rol" claim even when it is
+			// empty.
+			role = ""
+		}
+		p.TenantID, p.OrgID, p.OrgRole = org, org, role
 		perms := slices.Clone(claims.ActiveOrganizationPermissions)
 		perms = append(perms, v.roles[p.OrgRole]...)
 		p.Permissions = normalize(perms)
@@ -286,6 +292,15 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 		p.Permissions = slices.Clone(v.personal)
 	}
 	return p, nil
+}
+
+// withRole returns a copy of p (which may be shared through the token cache)
+// acting with role in its organization, holding the role's defaults too.
+func (v *SessionVerifier) withRole(p *viewer.Principal, role string) *viewer.Principal {
+	q := *p
+	q.OrgRole = role
+	q.Permissions = normalize(append(slices.Clone(p.Permissions), v.roles[role]...))
+	return &q
 }
 
 // compactJWS reports whether token has the shape of a compact JWS: three

@@ -121,11 +121,13 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	if err != nil {
 		return nil, fmt.Errorf("refusing to start: %w", err)
 	}
+	provisioner := provision.New(st.Client, users, provision.Options{})
 	authn, err := auth.New(auth.Config{
 		Sessions:    sessions,
 		Machines:    machines,
 		Rules:       rules,
-		Provisioner: provision.New(st.Client, users, provision.Options{}),
+		Provisioner: provisioner,
+		Roles:       provisioner,
 		Registerer:  reg,
 	})
 	if err != nil {

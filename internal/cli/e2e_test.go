@@ -33,6 +33,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // gatehouse is a running server with its Clerk emulator and clients.
@@ -448,5 +449,50 @@ func TestGracefulShutdownDrains(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not stop within 10s of its context ending")
+	}
+}
+
+// TestMembershipRoleStandsInForAMissingRole: a token naming an organization
+// but no role acts with the role the webhooks mirrored for the membership.
+func TestMembershipRoleStandsInForAMissingRole(t *testing.T) {
+	for _, dialect := range storetest.Dialects {
+		t.Run(dialect, func(t *testing.T) {
+			g := start(t, dialect)
+			ctx := context.Background()
+			noRole := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_r", OrgID: "org_r"}))
+			_, err := g.projects.CreateProject(noRole, &gatehousev1.CreateProjectRequest{Name: "x"})
+			wantCode(t, err, codes.PermissionDenied)
+
+			body, err := webhook.SampleEvent(webhook.TypeOrganizationMembershipCreated, webhook.Sample{
+				UserID: "user_r", OrgID: "org_r", MembershipID: "orgmem_r", Role: "org:admin", UpdatedAt: time.Now(),
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, err := webhook.Send(ctx, g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("membership webhook: %s", resp.Status)
+			}
+
+			me, err := g.users.GetMe(noRole, &gatehousev1.GetMeRequest{})
+			if err != nil || me.Session.OrganizationRole != "org:admin" {
+				t.Fatalf("GetMe: %v, %v; want role org:admin from the membership", me, err)
+			}
+			p, err := g.projects.CreateProject(noRole, &gatehousev1.CreateProjectRequest{Name: "x"})
+			if err != nil {
+				t.Fatalf("create as mirrored admin: %v", err)
+			}
+			if _, err := g.projects.DeleteProject(noRole, &gatehousev1.DeleteProjectRequest{Id: p.Project.Id}); err != nil {
+				t.Fatalf("delete as mirrored admin: %v", err)
+			}
+			// The role in a token wins over the mirrored one.
+			member := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_r", OrgID: "org_r", OrgRole: "org:member"}))
+			_, err = g.projects.DeleteProject(member, &gatehousev1.DeleteProjectRequest{Id: "prj_X"})
+			wantCode(t, err, codes.PermissionDenied)
+		})
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/internal/auth"
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
@@ -235,3 +236,22 @@ func (pv *Provisioner) forget(id string) {
 	defer pv.mu.Unlock()
 	delete(pv.known, id)
 }
+
+// MembershipRole returns userID's role in orgID from the live membership the
+// webhooks mirrored, or "" when there is none. It lets auth give a session
+// token that names an organization but no role the role Clerk last reported.
+func (pv *Provisioner) MembershipRole(ctx context.Context, orgID, userID string) (string, error) {
+	m, err := pv.client.Membership.Query().
+		Where(membership.TenantID(orgID), membership.UserID(userID), membership.DeletedAtIsNil()).
+		Order(ent.Desc(membership.FieldClerkUpdatedAt)).
+		First(viewer.NewSystemContext(ctx))
+	switch {
+	case ent.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("look up the role of %s in %s: %w", userID, orgID, err))
+	}
+	return m.Role, nil
+}
+
+var _ auth.RoleSource = (*Provisioner)(nil)
