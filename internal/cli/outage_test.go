@@ -1,0 +1,162 @@
+package cli_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
+)
+
+// cutProxy forwards TCP to a backend until Cut, which closes the listener
+// and every connection, so the backend looks gone; Restore listens again on
+// the same address.
+type cutProxy struct {
+	t       *testing.T
+	addr    string
+	backend string
+
+	mu    sync.Mutex
+	lis   net.Listener
+	conns []net.Conn
+}
+
+func newCutProxy(t *testing.T, backend string) *cutProxy {
+	t.Helper()
+	p := &cutProxy{t: t, addr: "127.0.0.1:0", backend: backend}
+	p.Restore()
+	p.addr = p.lis.Addr().String()
+	t.Cleanup(p.Cut)
+	return p
+}
+
+func (p *cutProxy) Restore() {
+	lis, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatalf("proxy: %v", err)
+	}
+	p.mu.Lock()
+	p.lis = lis
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			b, err := net.Dial("tcp", p.backend)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, b)
+			p.mu.Unlock()
+			go func() { io.Copy(b, c); b.Close() }()
+			go func() { io.Copy(c, b); c.Close() }()
+		}
+	}()
+}
+
+func (p *cutProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.lis != nil {
+		p.lis.Close()
+		p.lis = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+// TestDatabaseOutage: while Postgres is unreachable, calls are UNAVAILABLE,
+// /readyz says so, and a webhook is answered 503 with nothing written; when
+// it is back, everything resumes, and the redelivered webhook applies.
+func TestDatabaseOutage(t *testing.T) {
+	dbURL := storetest.URL(t, "postgres")
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.addr
+	g := start(t, "postgres", func(c *config.Config) { c.DatabaseURL = u.String() })
+	ctx := context.Background()
+	tok := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_o", OrgID: "org_o", OrgRole: "org:admin"}))
+	if _, err := g.projects.CreateProject(tok, &gatehousev1.CreateProjectRequest{Name: "before"}); err != nil {
+		t.Fatal(err)
+	}
+
+	proxy.Cut()
+	_, err = g.projects.ListProjects(tok, &gatehousev1.ListProjectsRequest{})
+	wantCode(t, err, codes.Unavailable)
+	_, err = g.projects.CreateProject(tok, &gatehousev1.CreateProjectRequest{Name: "during"})
+	wantCode(t, err, codes.Unavailable)
+	if code := httpStatus(t, g.httpURL+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz during the outage: %d, want 503", code)
+	}
+	if code := httpStatus(t, g.httpURL+"/healthz"); code != http.StatusOK {
+		t.Errorf("/healthz during the outage: %d, want 200 (alive)", code)
+	}
+	body, err := webhook.SampleEvent(webhook.TypeOrganizationDeleted, webhook.Sample{OrgID: "org_o", UpdatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const msgID = "msg_outage1"
+	if code := sendWebhook(t, g, msgID, body); code != http.StatusServiceUnavailable {
+		t.Fatalf("webhook during the outage: %d, want 503", code)
+	}
+
+	proxy.Restore()
+	waitFor(t, "the database to be back", func() bool { return httpStatus(t, g.httpURL+"/readyz") == http.StatusOK })
+	list, err := g.projects.ListProjects(tok, &gatehousev1.ListProjectsRequest{})
+	if err != nil || len(list.Projects) != 1 || list.Projects[0].Name != "before" {
+		t.Fatalf("after the outage: %v, %v; want just the project made before it", list, err)
+	}
+	// Svix redelivers: now it applies, deleting the organization's projects.
+	if code := sendWebhook(t, g, msgID, body); code != http.StatusOK {
+		t.Fatalf("redelivered webhook: %d", code)
+	}
+	list, err = g.projects.ListProjects(tok, &gatehousev1.ListProjectsRequest{})
+	if err != nil || len(list.Projects) != 0 {
+		t.Fatalf("after organization.deleted: %v, %v", list, err)
+	}
+}
+
+func httpStatus(t *testing.T, u string) int {
+	t.Helper()
+	r, err := http.Get(u)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) {
+			return 0
+		}
+		t.Fatal(err)
+	}
+	r.Body.Close()
+	return r.StatusCode
+}
+
+func sendWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) int {
+	t.Helper()
+	resp, err := webhook.Send(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), msgID, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
