@@ -1,0 +1,247 @@
+package server_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// users is a UserService whose GetMe panics, blocks, or answers, by the
+// request's metadata.
+type users struct {
+	gatehousev1.UnimplementedUserServiceServer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (u *users) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gatehousev1.GetMeResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	switch strings.Join(md.Get("mode"), "") {
+	case "panic":
+		panic("boom")
+	case "block":
+		close(u.entered)
+		<-u.release
+	}
+	p, _ := viewer.FromContext(ctx)
+	return &gatehousev1.GetMeResponse{User: &gatehousev1.User{Id: p.ID()}}, nil
+}
+
+type projects struct {
+	gatehousev1.UnimplementedProjectServiceServer
+}
+
+// fakeAuth lets every call in as user_test: this package tests the
+// server's plumbing, not authentication.
+func fakeAuth() server.Interceptors {
+	p := &viewer.Principal{Kind: viewer.KindUser, Subject: "user_test", TenantID: "user_test"}
+	return server.Interceptors{
+		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			return h(viewer.NewContext(ctx, p), req)
+		},
+		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, ss)
+		},
+	}
+}
+
+func passThrough() server.Interceptors {
+	return server.Interceptors{
+		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			return h(ctx, req)
+		},
+		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			return h(srv, ss)
+		},
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type running struct {
+	client  gatehousev1.UserServiceClient
+	httpURL string
+	logs    *syncBuffer
+	users   *users
+	stop    func() error
+}
+
+func serve(t *testing.T, ready error) *running {
+	t.Helper()
+	logs := &syncBuffer{}
+	u := &users{entered: make(chan struct{}), release: make(chan struct{})}
+	srv, err := server.New(server.Options{
+		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+		Registry: prometheus.NewRegistry(),
+		Auth:     fakeAuth(),
+		Errors:   passThrough(),
+		Users:    u,
+		Projects: projects{},
+		Webhooks: http.NotFoundHandler(),
+		ReadyChecks: map[string]func(context.Context) error{
+			"database": func(context.Context) error { return ready },
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpLis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 2)
+	go func() { errc <- srv.ServeGRPC(ctx, grpcLis) }()
+	go func() { errc <- srv.ServeHTTP(ctx, httpLis) }()
+	conn, err := grpc.NewClient(grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	stop := func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		return errors.Join(<-errc, <-errc)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		if err := stop(); err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return &running{
+		client: gatehousev1.NewUserServiceClient(conn), httpURL: "http://" + httpLis.Addr().String(),
+		logs: logs, users: u, stop: stop,
+	}
+}
+
+func call(ctx context.Context, r *running, mode string) error {
+	ctx = metadata.AppendToOutgoingContext(ctx, "mode", mode, "authorization", "Bearer secret-token-text")
+	_, err := r.client.GetMe(ctx, &gatehousev1.GetMeRequest{})
+	return err
+}
+
+func TestPanicBecomesInternal(t *testing.T) {
+	r := serve(t, nil)
+	err := call(context.Background(), r, "panic")
+	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
+		t.Fatalf("panicking handler: %v, want Internal \"internal error\"", err)
+	}
+	// The server survives it.
+	if err := call(context.Background(), r, ""); err != nil {
+		t.Fatalf("after the panic: %v", err)
+	}
+}
+
+func TestOneLogLinePerCall(t *testing.T) {
+	r := serve(t, nil)
+	if err := call(context.Background(), r, ""); err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("log line %q: %v", l, err)
+		}
+		if m["msg"] == "rpc" {
+			lines = append(lines, m)
+		}
+	}
+	if len(lines) != 1 {
+		t.Fatalf("%d rpc log lines, want 1:\n%s", len(lines), r.logs)
+	}
+	l := lines[0]
+	if l["method"] != "/gatehouse.v1.UserService/GetMe" || l["code"] != "OK" || l["principal"] != "user_test" || l["duration"] == nil {
+		t.Errorf("log line %v: want method, code OK, principal user_test, duration", l)
+	}
+	if strings.Contains(r.logs.String(), "secret-token-text") {
+		t.Error("the log contains the token")
+	}
+}
+
+func TestReadyz(t *testing.T) {
+	for _, tt := range []struct {
+		check error
+		want  int
+	}{{nil, http.StatusOK}, {errors.New("unreachable"), http.StatusServiceUnavailable}} {
+		r := serve(t, tt.check)
+		resp, err := http.Get(r.httpURL + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.want {
+			t.Errorf("/readyz with check error %v: %d, want %d", tt.check, resp.StatusCode, tt.want)
+		}
+	}
+}
+
+// TestShutdownDrainsInFlightCalls: a call running when the server is told to
+// stop completes; the server then stops.
+func TestShutdownDrainsInFlightCalls(t *testing.T) {
+	r := serve(t, nil)
+	result := make(chan error, 1)
+	go func() { result <- call(context.Background(), r, "block") }()
+	<-r.users.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	select {
+	case <-stopped:
+		t.Fatal("server stopped with a call in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(r.users.release)
+	if err := <-result; err != nil {
+		t.Fatalf("in-flight call: %v", err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not stop after draining")
+	}
+}
