@@ -1,0 +1,198 @@
+package loadtest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// TestRunCount drives 200 health checks against an in-process gRPC server
+// and checks that every one is counted, with sane latencies and this
+// process's CPU read from /proc.
+func TestRunCount(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	healthpb.RegisterHealthServer(srv, health.NewServer())
+	go srv.Serve(lis)
+	t.Cleanup(srv.Stop)
+
+	conns, err := DialGRPC(lis.Addr().String(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { CloseAll(conns) })
+	call, err := (&Target{Conns: conns}).NewCall(Health)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Run(t.Context(), Options{
+		Name: Health, Concurrency: 4, Warmup: 50 * time.Millisecond, Requests: 200,
+		Duration: 20 * time.Second, ServerPID: os.Getpid(),
+	}, call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests != 200 || r.Errors != 0 {
+		t.Fatalf("Run: %d requests, %d errors (%v); want 200, 0", r.Requests, r.Errors, r.ErrorKinds)
+	}
+	if !(0 < r.P50 && r.P50 <= r.P90 && r.P90 <= r.P99 && r.P99 <= r.Max) {
+		t.Errorf("percentiles out of order: p50 %v p90 %v p99 %v max %v", r.P50, r.P90, r.P99, r.Max)
+	}
+	if r.RPS <= 0 || r.ServerPeakRSS <= 0 {
+		t.Errorf("RPS %v, peak RSS %d: want both positive", r.RPS, r.ServerPeakRSS)
+	}
+}
+
+// TestRunCountsFailures checks that failed calls are tallied by kind, not
+// dropped.
+func TestRunCountsFailures(t *testing.T) {
+	r, err := Run(t.Context(), Options{Concurrency: 3, Requests: 90}, func(_ context.Context, seq int64) error {
+		if seq%3 == 0 {
+			return &HTTPStatusError{Code: 401}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests != 90 || r.Errors != 30 {
+		t.Errorf("%d requests, %d errors; want 90, 30", r.Requests, r.Errors)
+	}
+	if diff := cmp.Diff(map[string]int64{"HTTP 401": 30}, r.ErrorKinds); diff != "" {
+		t.Errorf("error kinds (-want +got):\n%s", diff)
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i))
+	}
+	for _, tc := range []struct {
+		p    float64
+		want time.Duration
+	}{{50, 50}, {90, 90}, {99, 99}, {100, 100}, {0.5, 1}} {
+		if got := Percentile(d, tc.p); got != tc.want {
+			t.Errorf("Percentile(1..100, %v) = %v, want %v", tc.p, got, tc.want)
+		}
+	}
+	if got := Percentile(nil, 50); got != 0 {
+		t.Errorf("Percentile(nil) = %v, want 0", got)
+	}
+}
+
+func TestRequireLoopback(t *testing.T) {
+	for addr, ok := range map[string]bool{
+		"127.0.0.1:50051":       true,
+		"localhost:1":           true,
+		"[::1]:8080":            true,
+		"http://127.0.0.1:8090": true,
+		"10.0.0.1:50051":        false,
+		"https://api.clerk.com": false,
+		"example.com:443":       false,
+	} {
+		if err := RequireLoopback(addr); (err == nil) != ok {
+			t.Errorf("RequireLoopback(%q) = %v, want ok=%v", addr, err, ok)
+		}
+	}
+}
+
+// TestPeer checks the peer behaves as the comparison needs: a genuine
+// token reads the user through ent; no token, or a token with a key id
+// the JWKS does not have, is 401 after one JWKS fetch per request.
+func TestPeer(t *testing.T) {
+	ctx := t.Context()
+	emu, err := clerkemu.New(clerkemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clerkSrv := httptest.NewServer(emu.Handler())
+	t.Cleanup(clerkSrv.Close)
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "peer.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if _, err := st.Client.User.Create().SetID("user_peer").SetEmail("peer@example.com").
+		SetCreatedAt(now).SetUpdatedAt(now).Save(viewer.NewSystemContext(ctx)); err != nil {
+		t.Fatal(err)
+	}
+	h, err := NewPeer(PeerConfig{Client: st.Client, APIURL: clerkSrv.URL + "/v1", SecretKey: emu.SecretKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := httptest.NewServer(h)
+	t.Cleanup(peer.Close)
+
+	get := func(token string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, peer.URL+"/me", nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body json.RawMessage
+		json.NewDecoder(resp.Body).Decode(&body)
+		return resp.StatusCode, body
+	}
+
+	good, err := emu.MintSession(clerkemu.Session{UserID: "user_peer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := get(good)
+	var me peerMe
+	json.Unmarshal(body, &me)
+	if code != http.StatusOK || me.User.ID != "user_peer" || me.User.Email != "peer@example.com" || me.Session.TenantID != "user_peer" {
+		t.Fatalf("GET /me with a genuine token: %d %s", code, body)
+	}
+	if code, _ := get(""); code != http.StatusUnauthorized {
+		t.Errorf("GET /me without a token: %d, want 401", code)
+	}
+
+	forger, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := emu.JWKSFetches()
+	for range 3 {
+		forged, err := emu.MintSession(clerkemu.Session{UserID: "user_peer", KeyID: "ins_" + rand.Text(), SigningKey: forger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code, _ := get(forged); code != http.StatusUnauthorized {
+			t.Errorf("GET /me with a forged kid: %d, want 401", code)
+		}
+	}
+	if got := emu.JWKSFetches() - before; got != 3 {
+		t.Errorf("the peer fetched the JWKS %d times for 3 unknown kids; want 3 (one per request, as clerk-sdk-go does)", got)
+	}
+}
