@@ -135,11 +135,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 
 	receiver, err := webhook.New(webhook.Config{
-		Client:     st.Client,
-		Dialect:    st.Dialect,
-		Secret:     cfg.WebhookSecret,
-		Logger:     log,
-		Registerer: reg,
+		Client:        st.Client,
+		Dialect:       st.Dialect,
+		Secret:        cfg.WebhookSecret,
+		Logger:        log,
+		Registerer:    reg,
+		OnUserChanged: provisioner.Forget,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
@@ -151,7 +152,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Registry: reg,
 		Auth:     server.Interceptors{Unary: authn.UnaryServerInterceptor(), Stream: authn.StreamServerInterceptor()},
 		Errors:   server.Interceptors{Unary: derrors.UnaryServerInterceptor(log), Stream: derrors.StreamServerInterceptor(log)},
-		Users:    userapi.New(st.Client, tokens),
+		Users:    userapi.New(st.Client, tokens, provisioner),
 		Projects: projectapi.New(st.Client, tokens),
 		Webhooks: receiver,
 		ReadyChecks: map[string]func(context.Context) error{

@@ -496,3 +496,34 @@ func TestMembershipRoleStandsInForAMissingRole(t *testing.T) {
 		})
 	}
 }
+
+// TestGetMeFollowsWebhooksAtOnce: GetMe serves the row auth has just
+// vouched for, but a user event applied on this server shows immediately,
+// and a deleted user's still-valid session is refused immediately.
+func TestGetMeFollowsWebhooksAtOnce(t *testing.T) {
+	g := start(t, "sqlite")
+	ctx := context.Background()
+	tok := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_w"}))
+	if _, err := g.users.GetMe(tok, &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	send := func(eventType string, s webhook.Sample) {
+		t.Helper()
+		s.UserID, s.UpdatedAt = "user_w", time.Now()
+		body, err := webhook.SampleEvent(eventType, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := sendWebhook(t, g, "", body); code != http.StatusOK {
+			t.Fatalf("%s: %d", eventType, code)
+		}
+	}
+	send(webhook.TypeUserUpdated, webhook.Sample{FirstName: "Renamed", Email: "new@example.com"})
+	me, err := g.users.GetMe(tok, &gatehousev1.GetMeRequest{})
+	if err != nil || me.User.FirstName != "Renamed" || me.User.Email != "new@example.com" {
+		t.Fatalf("GetMe right after user.updated: %v, %v", me.GetUser(), err)
+	}
+	send(webhook.TypeUserDeleted, webhook.Sample{})
+	_, err = g.users.GetMe(tok, &gatehousev1.GetMeRequest{})
+	wantCode(t, err, codes.Unauthenticated)
+}

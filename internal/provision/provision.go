@@ -75,7 +75,13 @@ type Provisioner struct {
 	flight     singleflight.Group
 
 	mu    sync.Mutex
-	known map[string]time.Time // user id → live until
+	known map[string]knownUser
+}
+
+// knownUser is a user row found live, trusted until a time.
+type knownUser struct {
+	row   *ent.User
+	until time.Time
 }
 
 // New returns a Provisioner writing through client. users may be nil when
@@ -100,7 +106,7 @@ func New(client *ent.Client, users UserSource, opts Options) *Provisioner {
 		retryAfter: opts.RetryAfter,
 		maxKnown:   opts.MaxKnown,
 		now:        opts.Now,
-		known:      make(map[string]time.Time),
+		known:      make(map[string]knownUser),
 	}
 }
 
@@ -119,7 +125,7 @@ func (pv *Provisioner) EnsureUser(ctx context.Context, p *viewer.Principal) erro
 	if !strings.HasPrefix(id, "user_") || !viewer.ValidTenantID(id) {
 		return auth.NewError(codes.Unauthenticated, auth.ReasonBadSubject, nil)
 	}
-	if pv.isKnown(id) {
+	if _, ok := pv.LiveUser(id); ok {
 		return nil
 	}
 	// The work goes on without the caller's cancellation (others may share
@@ -189,35 +195,51 @@ func (pv *Provisioner) ensure(ctx context.Context, id string) error {
 // check looks the user up: done when the row exists (with an error if it
 // is a tombstone), not done when there is no row.
 func (pv *Provisioner) check(sys context.Context, id string) (done bool, err error) {
-	u, err := pv.client.User.Query().Where(user.ID(id)).Select(user.FieldDeletedAt).Only(sys)
+	u, err := pv.client.User.Get(sys, id)
 	switch {
 	case ent.IsNotFound(err):
 		return false, nil
 	case err != nil:
 		return true, auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: look up: %w", id, err))
 	case u.DeletedAt != nil:
-		pv.forget(id)
+		pv.Forget(id)
 		return true, auth.NewError(codes.Unauthenticated, auth.ReasonDeletedUser, nil)
 	}
-	pv.remember(id)
+	pv.remember(u)
 	return true, nil
 }
 
-func (pv *Provisioner) isKnown(id string) bool {
+// LiveUser returns the row of user id if EnsureUser found it live within the
+// last LiveTTL, so that GetMe need not read again the row auth has just
+// vouched for. The row is shared: callers must not modify it. A change made
+// through a webhook on this replica shows at once (see Forget); one made on
+// another replica, within LiveTTL.
+func (pv *Provisioner) LiveUser(id string) (*ent.User, bool) {
 	now := pv.now()
 	pv.mu.Lock()
-	defer pv.mu.Unlock()
-	until, ok := pv.known[id]
-	return ok && now.Before(until)
+	k, ok := pv.known[id]
+	pv.mu.Unlock()
+	if !ok || !now.Before(k.until) {
+		return nil, false
+	}
+	return k.row, true
 }
 
-func (pv *Provisioner) remember(id string) {
+// Forget drops what the Provisioner knows of user id; the next call looks
+// the user up again. The webhook receiver calls it when a user event applies.
+func (pv *Provisioner) Forget(id string) {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	delete(pv.known, id)
+}
+
+func (pv *Provisioner) remember(u *ent.User) {
 	now := pv.now()
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
 	if len(pv.known) >= pv.maxKnown {
-		for k, until := range pv.known {
-			if !now.Before(until) {
+		for k, ku := range pv.known {
+			if !now.Before(ku.until) {
 				delete(pv.known, k)
 			}
 		}
@@ -228,13 +250,7 @@ func (pv *Provisioner) remember(id string) {
 			delete(pv.known, k)
 		}
 	}
-	pv.known[id] = now.Add(pv.liveTTL)
-}
-
-func (pv *Provisioner) forget(id string) {
-	pv.mu.Lock()
-	defer pv.mu.Unlock()
-	delete(pv.known, id)
+	pv.known[u.ID] = knownUser{row: u, until: now.Add(pv.liveTTL)}
 }
 
 // MembershipRole returns userID's role in orgID from the live membership the

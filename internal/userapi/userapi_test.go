@@ -60,7 +60,7 @@ func setup(t *testing.T, s *store.Store) *fixture {
 		t.Fatalf("tombstone %s: %v", gus, err)
 	}
 	tokens := pagetoken.New([]byte("userapi test key of 32 bytes...."))
-	return &fixture{svc: userapi.New(s.Client, tokens), client: s.Client, tokens: tokens}
+	return &fixture{svc: userapi.New(s.Client, tokens, nil), client: s.Client, tokens: tokens}
 }
 
 func addUser(t *testing.T, c *ent.Client, id string) {

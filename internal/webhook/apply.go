@@ -62,6 +62,9 @@ func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []by
 	}
 	for attempt := 1; ; attempt++ {
 		res, err := r.applyOnce(ctx, msgID, ev, body)
+		if err == nil && res == ResultApplied && r.onUserChanged != nil && strings.HasPrefix(ev.Type, "user.") {
+			r.onUserChanged(ev.ObjectID)
+		}
 		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
 			return res, err
 		}

@@ -45,6 +45,10 @@ type Config struct {
 	// Dialect is the store's ("postgres" or "sqlite"): on Postgres the
 	// appliers lock the rows they decide on. Required.
 	Dialect string
+	// OnUserChanged, if set, is called with the user's id after a user.*
+	// event has been applied (committed), so caches of the user on this
+	// replica can drop it.
+	OnUserChanged func(userID string)
 	// Now is the clock for deleted_at and received_at; nil is time.Now.
 	// (Svix's verifier checks the timestamp against the real clock.)
 	Now func() time.Time
@@ -52,13 +56,14 @@ type Config struct {
 
 // Receiver is the http.Handler for POST /webhooks/clerk.
 type Receiver struct {
-	client   *ent.Client
-	verifier *svix.Webhook
-	log      *slog.Logger
-	now      func() time.Time
-	rowLocks bool
-	events   *prometheus.CounterVec
-	duration *prometheus.HistogramVec
+	client        *ent.Client
+	verifier      *svix.Webhook
+	log           *slog.Logger
+	now           func() time.Time
+	rowLocks      bool
+	onUserChanged func(string)
+	events        *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
 }
 
 var _ http.Handler = (*Receiver)(nil)
@@ -83,11 +88,12 @@ func New(cfg Config) (*Receiver, error) {
 		return nil, errors.New("webhook: signing secret is not a whsec_ base64 key")
 	}
 	r := &Receiver{
-		client:   cfg.Client,
-		verifier: verifier,
-		log:      cfg.Logger,
-		now:      cfg.Now,
-		rowLocks: cfg.Dialect == dialect.Postgres,
+		client:        cfg.Client,
+		verifier:      verifier,
+		log:           cfg.Logger,
+		now:           cfg.Now,
+		rowLocks:      cfg.Dialect == dialect.Postgres,
+		onUserChanged: cfg.OnUserChanged,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_webhook_events_total",
 			Help: "Clerk webhook deliveries by event type and result (applied, duplicate, stale, ignored, rejected, failed).",
