@@ -96,12 +96,30 @@ func Redacted(databaseURL string) string {
 	return u.Redacted()
 }
 
+// withBinaryParameters turns on lib/pq's binary_parameters unless the URL
+// says otherwise: a statement with parameters then takes one round trip
+// instead of two (measured in docs/BENCHMARKS.md: about a fifth less
+// Postgres CPU per read, a quarter more webhook events per second).
+func withBinaryParameters(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw // lib/pq reports the malformed URL
+	}
+	q := u.Query()
+	if q.Has("binary_parameters") {
+		return raw
+	}
+	q.Set("binary_parameters", "yes")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
 func parseURL(raw string) (driver, dsn, dia string, err error) {
 	switch {
 	case raw == "":
 		raw = DefaultSQLitePath
 	case strings.HasPrefix(raw, "postgres://"), strings.HasPrefix(raw, "postgresql://"):
-		return "postgres", raw, dialect.Postgres, nil
+		return "postgres", withBinaryParameters(raw), dialect.Postgres, nil
 	case strings.Contains(raw, "://"):
 		return "", "", "", errors.New("DATABASE_URL: want postgres://… or a SQLite file path")
 	}
