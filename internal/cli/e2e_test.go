@@ -133,7 +133,7 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	}
 }
 
-func TestHealthAndReflectionNeedNoToken(t *testing.T) {
+func TestHealthReflectionAndMetrics(t *testing.T) {
 	g := start(t, "sqlite")
 	ctx := context.Background()
 	resp, err := healthpb.NewHealthClient(g.conn).Check(ctx, &healthpb.HealthCheckRequest{})
@@ -152,6 +152,34 @@ func TestHealthAndReflectionNeedNoToken(t *testing.T) {
 	}
 	_, err = g.users.GetMe(ctx, &gatehousev1.GetMeRequest{})
 	wantCode(t, err, codes.Unauthenticated)
+
+	body, err := webhook.SampleEvent(webhook.TypeUserCreated, webhook.Sample{UserID: "user_metrics", UpdatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := sendWebhook(t, g, "", body); code != http.StatusOK {
+		t.Fatalf("webhook: %d", code)
+	}
+	r, err := http.Get(g.httpURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, series := range []string{
+		`grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="GetMe",grpc_service="gatehouse.v1.UserService",grpc_type="unary"} 1`,
+		`grpc_server_handling_seconds_bucket{`,
+		`gatehouse_auth_failures_total{reason="missing_token"} 1`,
+		`gatehouse_jwks_fetches_total{result="ok"}`,
+		`gatehouse_webhook_events_total{result="applied",type="user.created"} 1`,
+	} {
+		if !strings.Contains(string(metrics), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
 }
 
 func TestGetMeProvisionsOnFirstSight(t *testing.T) {
