@@ -22,7 +22,7 @@ type WebhookEvent struct {
 	Type string `json:"type,omitempty"`
 	// The id of the user, organization or membership the event is about.
 	ObjectID string `json:"object_id,omitempty"`
-	// applied, stale or ignored.
+	// applied, stale or ignored: written as applied with the svix-id, before the effect, and corrected in the same transaction.
 	Result string `json:"result,omitempty"`
 	// The raw, verified request body.
 	Payload []byte `json:"payload,omitempty"`

@@ -256,6 +256,18 @@ type (
 	}
 )
 
+// SetResult sets the "result" field.
+func (u *WebhookEventUpsert) SetResult(v string) *WebhookEventUpsert {
+	u.Set(webhookevent.FieldResult, v)
+	return u
+}
+
+// UpdateResult sets the "result" field to the value that was provided on create.
+func (u *WebhookEventUpsert) UpdateResult() *WebhookEventUpsert {
+	u.SetExcluded(webhookevent.FieldResult)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -278,9 +290,6 @@ func (u *WebhookEventUpsertOne) UpdateNewValues() *WebhookEventUpsertOne {
 		}
 		if _, exists := u.create.mutation.ObjectID(); exists {
 			s.SetIgnore(webhookevent.FieldObjectID)
-		}
-		if _, exists := u.create.mutation.Result(); exists {
-			s.SetIgnore(webhookevent.FieldResult)
 		}
 		if _, exists := u.create.mutation.Payload(); exists {
 			s.SetIgnore(webhookevent.FieldPayload)
@@ -317,6 +326,20 @@ func (u *WebhookEventUpsertOne) Update(set func(*WebhookEventUpsert)) *WebhookEv
 		set(&WebhookEventUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetResult sets the "result" field.
+func (u *WebhookEventUpsertOne) SetResult(v string) *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.SetResult(v)
+	})
+}
+
+// UpdateResult sets the "result" field to the value that was provided on create.
+func (u *WebhookEventUpsertOne) UpdateResult() *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.UpdateResult()
+	})
 }
 
 // Exec executes the query.
@@ -508,9 +531,6 @@ func (u *WebhookEventUpsertBulk) UpdateNewValues() *WebhookEventUpsertBulk {
 			if _, exists := b.mutation.ObjectID(); exists {
 				s.SetIgnore(webhookevent.FieldObjectID)
 			}
-			if _, exists := b.mutation.Result(); exists {
-				s.SetIgnore(webhookevent.FieldResult)
-			}
 			if _, exists := b.mutation.Payload(); exists {
 				s.SetIgnore(webhookevent.FieldPayload)
 			}
@@ -547,6 +567,20 @@ func (u *WebhookEventUpsertBulk) Update(set func(*WebhookEventUpsert)) *WebhookE
 		set(&WebhookEventUpsert{UpdateSet: update})
 	}))
 	return u
+}
+
+// SetResult sets the "result" field.
+func (u *WebhookEventUpsertBulk) SetResult(v string) *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.SetResult(v)
+	})
+}
+
+// UpdateResult sets the "result" field to the value that was provided on create.
+func (u *WebhookEventUpsertBulk) UpdateResult() *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.UpdateResult()
+	})
 }
 
 // Exec executes the query.

@@ -27,6 +27,20 @@ func (_u *WebhookEventUpdate) Where(ps ...predicate.WebhookEvent) *WebhookEventU
 	return _u
 }
 
+// SetResult sets the "result" field.
+func (_u *WebhookEventUpdate) SetResult(v string) *WebhookEventUpdate {
+	_u.mutation.SetResult(v)
+	return _u
+}
+
+// SetNillableResult sets the "result" field if the given value is not nil.
+func (_u *WebhookEventUpdate) SetNillableResult(v *string) *WebhookEventUpdate {
+	if v != nil {
+		_u.SetResult(*v)
+	}
+	return _u
+}
+
 // Mutation returns the WebhookEventMutation object of the builder.
 func (_u *WebhookEventUpdate) Mutation() *WebhookEventMutation {
 	return _u.mutation
@@ -68,6 +82,9 @@ func (_u *WebhookEventUpdate) sqlSave(ctx context.Context) (_node int, err error
 			}
 		}
 	}
+	if value, ok := _u.mutation.Result(); ok {
+		_spec.SetField(webhookevent.FieldResult, field.TypeString, value)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{webhookevent.Label}
@@ -86,6 +103,20 @@ type WebhookEventUpdateOne struct {
 	fields   []string
 	hooks    []Hook
 	mutation *WebhookEventMutation
+}
+
+// SetResult sets the "result" field.
+func (_u *WebhookEventUpdateOne) SetResult(v string) *WebhookEventUpdateOne {
+	_u.mutation.SetResult(v)
+	return _u
+}
+
+// SetNillableResult sets the "result" field if the given value is not nil.
+func (_u *WebhookEventUpdateOne) SetNillableResult(v *string) *WebhookEventUpdateOne {
+	if v != nil {
+		_u.SetResult(*v)
+	}
+	return _u
 }
 
 // Mutation returns the WebhookEventMutation object of the builder.
@@ -158,6 +189,9 @@ func (_u *WebhookEventUpdateOne) sqlSave(ctx context.Context) (_node *WebhookEve
 				ps[i](selector)
 			}
 		}
+	}
+	if value, ok := _u.mutation.Result(); ok {
+		_spec.SetField(webhookevent.FieldResult, field.TypeString, value)
 	}
 	_node = &WebhookEvent{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -32,8 +32,7 @@ func (WebhookEvent) Fields() []ent.Field {
 			Default("").
 			Comment("The id of the user, organization or membership the event is about."),
 		field.String("result").
-			Immutable().
-			Comment("applied, stale or ignored."),
+			Comment("applied, stale or ignored: written as applied with the svix-id, before the effect, and corrected in the same transaction."),
 		field.Bytes("payload").
 			Immutable().
 			Comment("The raw, verified request body."),

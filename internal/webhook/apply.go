@@ -47,19 +47,10 @@ const (
 const maxAttempts = 3
 
 // apply applies ev exactly once per msgID: its effect and the WebhookEvent
-// row commit together or not at all.
+// row commit together or not at all. A Postgres deadlock or serialization
+// failure reruns the transaction, up to maxAttempts.
 func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []byte) (Result, error) {
 	ctx = withRowLocks(viewer.NewSystemContext(ctx), r.rowLocks)
-	// Fast path for Svix's retries of a delivery that was applied but whose
-	// answer was lost. The insert in applyOnce is what makes this safe under
-	// races; this only saves the work.
-	seen, err := r.client.WebhookEvent.Query().Where(webhookevent.ID(msgID)).Exist(ctx)
-	if err != nil {
-		return ResultFailed, fmt.Errorf("look up svix-id: %w", err)
-	}
-	if seen {
-		return ResultDuplicate, nil
-	}
 	for attempt := 1; ; attempt++ {
 		res, err := r.applyOnce(ctx, msgID, ev, body)
 		if err == nil && res == ResultApplied && r.onUserChanged != nil && strings.HasPrefix(ev.Type, "user.") {
@@ -83,19 +74,17 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 		}
 	}()
 	now := r.now().UTC()
-	res, err = applyEvent(ctx, tx, ev, now)
-	if err != nil {
-		return ResultFailed, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ObjectID, err)
-	}
-	// The event row goes in last, with the result it records. A concurrent
-	// delivery of the same svix-id that committed first makes this insert
-	// conflict (on Postgres it waits for that commit): then everything
-	// above is rolled back and the delivery is a duplicate.
+	// The svix-id goes in first. A delivery of the same svix-id that
+	// committed before makes this insert conflict, and one still in flight
+	// makes it wait for that commit (on Postgres; SQLite runs one
+	// transaction at a time): either way this delivery is a duplicate and
+	// stops here. The row records the result; "applied", the common one, is
+	// written now and corrected below in the rare other cases.
 	err = tx.WebhookEvent.Create().
 		SetID(msgID).
 		SetType(ev.Type).
 		SetObjectID(ev.ObjectID).
-		SetResult(string(res)).
+		SetResult(string(ResultApplied)).
 		SetPayload(body).
 		SetReceivedAt(now).
 		OnConflictColumns(webhookevent.FieldID).
@@ -106,6 +95,15 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 		return ResultDuplicate, nil
 	case err != nil:
 		return ResultFailed, fmt.Errorf("record svix-id: %w", err)
+	}
+	res, err = applyEvent(ctx, tx, ev, now)
+	if err != nil {
+		return ResultFailed, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ObjectID, err)
+	}
+	if res != ResultApplied {
+		if err := tx.WebhookEvent.UpdateOneID(msgID).SetResult(string(res)).Exec(ctx); err != nil {
+			return ResultFailed, fmt.Errorf("record result of %s: %w", msgID, err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return ResultFailed, fmt.Errorf("commit %s %s: %w", ev.Type, ev.ObjectID, err)
@@ -127,19 +125,29 @@ func retryable(err error) bool {
 func applyEvent(ctx context.Context, tx *ent.Tx, ev *Event, now time.Time) (Result, error) {
 	switch ev.Type {
 	case TypeUserCreated, TypeUserUpdated:
-		return applyUser(ctx, tx, ev.user)
+		return applyUser(ctx, tx, ev.user, accessFor(ev.Type))
 	case TypeUserDeleted:
 		return deleteUser(ctx, tx, ev.user.ID, now)
 	case TypeOrganizationCreated, TypeOrganizationUpdated:
-		return applyOrganization(ctx, tx, ev.org)
+		return applyOrganization(ctx, tx, ev.org, accessFor(ev.Type))
 	case TypeOrganizationDeleted:
 		return deleteOrganization(ctx, tx, ev.org.ID, now)
 	case TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated:
-		return applyMembership(ctx, tx, ev.membership, now)
+		return applyMembership(ctx, tx, ev.membership, accessFor(ev.Type), now)
 	case TypeOrganizationMembershipDeleted:
 		return deleteMembership(ctx, tx, ev.membership, now)
 	}
 	return ResultIgnored, nil
+}
+
+// accessFor says how the appliers of an event type reach their row: a
+// created object is usually new, so its insert is tried first.
+func accessFor(eventType string) access {
+	switch eventType {
+	case TypeUserCreated, TypeOrganizationCreated, TypeOrganizationMembershipCreated:
+		return insertFirst
+	}
+	return forUpdate
 }
 
 // newer reports whether an event with Clerk updated_at event supersedes a
@@ -151,15 +159,32 @@ func newer(event, stored int64) bool {
 
 func clerkTime(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
 
-// lock selects the row FOR UPDATE (or FOR SHARE). When there is none it
-// runs insert, an INSERT … ON CONFLICT DO NOTHING, and reports inserted:
-// the new row is then the caller's (an uncommitted insert is locked too).
-// If a concurrent transaction inserted the row first, the insert waits for
-// it, does nothing, and the row it committed is selected and locked.
-func lock[T any](ctx context.Context, query func(context.Context) (T, error), insert func(context.Context) error) (row T, inserted bool, err error) {
-	row, err = query(ctx)
-	if !ent.IsNotFound(err) {
-		return row, false, err
+// access is how an applier reaches the row it decides on.
+type access int
+
+const (
+	// forUpdate selects the row FOR UPDATE, inserting it when absent.
+	forUpdate access = iota
+	// forShare selects the row FOR SHARE, inserting it when absent: for the
+	// organization and user a membership points to.
+	forShare
+	// insertFirst tries the insert first and selects FOR UPDATE only if it
+	// conflicted: for *.created events, whose row is usually new, this saves
+	// a round trip; for the others it would cost one.
+	insertFirst
+)
+
+// lock reaches a row as a says. insert is an INSERT … ON CONFLICT DO
+// NOTHING; when it inserts, inserted is true and the new row is the
+// caller's (an uncommitted insert is locked too). If a concurrent
+// transaction inserted the row first, the insert waits for it, does
+// nothing, and the row it committed is selected and locked.
+func lock[T any](ctx context.Context, a access, query func(context.Context) (T, error), insert func(context.Context) error) (row T, inserted bool, err error) {
+	if a != insertFirst {
+		row, err = query(ctx)
+		if !ent.IsNotFound(err) {
+			return row, false, err
+		}
 	}
 	switch err := insert(ctx); {
 	case err == nil:
@@ -191,31 +216,31 @@ type lockable[Q any] interface {
 	ForShare(...entsql.LockOption) Q
 }
 
-func withLock[Q lockable[Q]](ctx context.Context, q Q, share bool) Q {
+func withLock[Q lockable[Q]](ctx context.Context, q Q, a access) Q {
 	switch {
 	case !rowLocks(ctx):
 		return q
-	case share:
+	case a == forShare:
 		return q.ForShare()
 	default:
 		return q.ForUpdate()
 	}
 }
 
-func lockUser(ctx context.Context, tx *ent.Tx, id string, share bool, insert func(context.Context) error) (*ent.User, bool, error) {
-	return lock(ctx, func(ctx context.Context) (*ent.User, error) {
-		return withLock(ctx, tx.User.Query().Where(user.ID(id)), share).Only(ctx)
+func lockUser(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (*ent.User, bool, error) {
+	return lock(ctx, a, func(ctx context.Context) (*ent.User, error) {
+		return withLock(ctx, tx.User.Query().Where(user.ID(id)), a).Only(ctx)
 	}, insert)
 }
 
-func lockOrganization(ctx context.Context, tx *ent.Tx, id string, share bool, insert func(context.Context) error) (*ent.Organization, bool, error) {
-	return lock(ctx, func(ctx context.Context) (*ent.Organization, error) {
-		return withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), share).Only(ctx)
+func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (*ent.Organization, bool, error) {
+	return lock(ctx, a, func(ctx context.Context) (*ent.Organization, error) {
+		return withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), a).Only(ctx)
 	}, insert)
 }
 
-func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser) (Result, error) {
-	cur, inserted, err := lockUser(ctx, tx, u.ID, false, func(ctx context.Context) error {
+func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result, error) {
+	cur, inserted, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
 		return tx.User.Create().
 			SetID(u.ID).
 			SetEmail(u.primaryEmail()).
@@ -257,7 +282,7 @@ func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser) (Result, error) {
 // projects and ends their memberships. Projects they own in organizations
 // stay: they belong to the organization.
 func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
-	cur, inserted, err := lockUser(ctx, tx, id, false, func(ctx context.Context) error {
+	cur, inserted, err := lockUser(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.User.Create().
 			SetID(id).
 			SetCreatedAt(now).
@@ -304,8 +329,8 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	return res, nil
 }
 
-func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization) (Result, error) {
-	cur, inserted, err := lockOrganization(ctx, tx, o.ID, false, func(ctx context.Context) error {
+func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a access) (Result, error) {
+	cur, inserted, err := lockOrganization(ctx, tx, o.ID, a, func(ctx context.Context) error {
 		return tx.Organization.Create().
 			SetID(o.ID).
 			SetName(o.Name).
@@ -343,7 +368,7 @@ func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization) (R
 // deleteOrganization tombstones the organization, deletes its projects and
 // ends its memberships.
 func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
-	cur, inserted, err := lockOrganization(ctx, tx, id, false, func(ctx context.Context) error {
+	cur, inserted, err := lockOrganization(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.Organization.Create().
 			SetID(id).
 			SetCreatedAt(now).
@@ -388,7 +413,7 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 // the membership write. It reports whether either is tombstoned.
 func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (tombstoned bool, err error) {
 	o := m.Organization
-	org, orgInserted, err := lockOrganization(ctx, tx, o.ID, true, func(ctx context.Context) error {
+	org, orgInserted, err := lockOrganization(ctx, tx, o.ID, forShare, func(ctx context.Context) error {
 		created := now
 		if o.CreatedAt > 0 {
 			created = clerkTime(o.CreatedAt)
@@ -408,7 +433,7 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 		return false, fmt.Errorf("organization: %w", err)
 	}
 	p := m.PublicUserData
-	usr, userInserted, err := lockUser(ctx, tx, p.UserID, true, func(ctx context.Context) error {
+	usr, userInserted, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
 		email := ""
 		if looksLikeEmail(p.Identifier) {
 			email = p.Identifier
@@ -438,13 +463,13 @@ func looksLikeEmail(s string) bool {
 	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n")
 }
 
-func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, insert func(context.Context) error) (*ent.Membership, bool, error) {
-	return lock(ctx, func(ctx context.Context) (*ent.Membership, error) {
-		return withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), false).Only(ctx)
+func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, a access, insert func(context.Context) error) (*ent.Membership, bool, error) {
+	return lock(ctx, a, func(ctx context.Context) (*ent.Membership, error) {
+		return withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), a).Only(ctx)
 	}, insert)
 }
 
-func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
+func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a access, now time.Time) (Result, error) {
 	tombstoned, err := lockMembershipParties(ctx, tx, m, now)
 	if err != nil {
 		return "", err
@@ -453,7 +478,7 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now ti
 		return ResultStale, nil
 	}
 	tenantID := m.Organization.ID
-	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, func(ctx context.Context) error {
+	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
 		return tx.Membership.Create().
 			SetID(m.ID).
 			SetTenantID(tenantID).
@@ -492,7 +517,7 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now ti
 // removed member stays removed.
 func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
 	tenantID := m.Organization.ID
-	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, func(ctx context.Context) error {
+	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
 		return tx.Membership.Create().
 			SetID(m.ID).
 			SetTenantID(tenantID).
