@@ -30,9 +30,10 @@ const (
 	devOrgID  = "org_dev"
 )
 
-// devState is written to .gatehouse/dev.json while `gatehouse dev` runs, so
-// that `gatehouse token --machine` and `gatehouse webhook send` can reach it.
-type devState struct {
+// DevState is written to .gatehouse/dev.json while `gatehouse dev` runs, so
+// that `gatehouse token --machine`, `gatehouse webhook send` and
+// gatehouse-bench can reach it.
+type DevState struct {
 	GRPCAddr      string `json:"grpc_addr"`
 	HTTPAddr      string `json:"http_addr"`
 	EmulatorURL   string `json:"emulator_url"`
@@ -107,7 +108,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	}
 
 	statePath := filepath.Join(*dir, "dev.json")
-	state := devState{
+	state := DevState{
 		GRPCAddr: app.GRPCAddr.String(), HTTPAddr: app.HTTPAddr.String(),
 		EmulatorURL: emuURL, SecretKey: emu.SecretKey(), WebhookSecret: emu.WebhookSecret(), Issuer: emu.Issuer(),
 	}
@@ -186,15 +187,21 @@ func loadOrCreateWebhookSecret(path string) (string, error) {
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
 }
 
-func readDevState(dir string) (*devState, error) {
+// ErrNoDev is ReadDevState's error when no `gatehouse dev` runs in the
+// directory.
+var ErrNoDev = errors.New(`no running "gatehouse dev" found here (start it with: go run ./cmd/gatehouse dev)`)
+
+// ReadDevState reads dir/dev.json, the state of a running `gatehouse dev`;
+// ErrNoDev when there is none.
+func ReadDevState(dir string) (*DevState, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, errors.New(`no running "gatehouse dev" found here (start it with: go run ./cmd/gatehouse dev)`)
+		return nil, ErrNoDev
 	}
 	if err != nil {
 		return nil, err
 	}
-	var s devState
+	var s DevState
 	if err := json.Unmarshal(b, &s); err != nil {
 		return nil, fmt.Errorf("%s/dev.json: %w", dir, err)
 	}

@@ -68,7 +68,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 // mintMachineToken asks the running dev emulator for an M2M token, through
 // clerk-sdk-go as a real service would ask Clerk.
 func mintMachineToken(ctx context.Context, dir string, tenants []string, ttl time.Duration) (string, error) {
-	st, err := readDevState(dir)
+	st, err := ReadDevState(dir)
 	if err != nil {
 		return "", err
 	}

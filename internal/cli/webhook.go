@@ -44,7 +44,7 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("want one event type, one of: %s", strings.Join(webhook.SampleEventTypes(), ", "))
 	}
 	eventType := positional[0]
-	st, err := readDevState(*dir)
+	st, err := ReadDevState(*dir)
 	if err != nil {
 		return err
 	}

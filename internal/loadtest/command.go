@@ -21,6 +21,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -70,31 +71,14 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-// devState is the part of .gatehouse/dev.json, written by a running
-// `gatehouse dev`, that the benchmarks use.
-type devState struct {
-	GRPCAddr      string `json:"grpc_addr"`
-	HTTPAddr      string `json:"http_addr"`
-	EmulatorURL   string `json:"emulator_url"`
-	SecretKey     string `json:"secret_key"`
-	WebhookSecret string `json:"webhook_secret"`
-	Issuer        string `json:"issuer"`
-}
-
-// readDevState returns dir/dev.json, or an empty state if there is none.
-func readDevState(dir string) (*devState, error) {
-	var s devState
-	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return &s, nil
+// readDevState returns the state of the `gatehouse dev` running in dir, or
+// an empty state if none runs there (flags then supply the addresses).
+func readDevState(dir string) (*cli.DevState, error) {
+	s, err := cli.ReadDevState(dir)
+	if errors.Is(err, cli.ErrNoDev) {
+		return &cli.DevState{}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "dev.json"), err)
-	}
-	return &s, nil
+	return s, err
 }
 
 func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {

@@ -76,15 +76,15 @@ func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gate
 	case u.DeletedAt != nil:
 		return nil, fmt.Errorf("the user was deleted: %w", derrors.ErrUnauthenticated)
 	}
-	perms := slices.Clone(p.Permissions)
-	slices.Sort(perms)
 	return &gatehousev1.GetMeResponse{
 		User: toProto(u),
 		Session: &gatehousev1.Session{
 			TenantId:         p.TenantID,
 			OrganizationId:   p.OrgID,
 			OrganizationRole: p.OrgRole,
-			Permissions:      slices.Compact(perms),
+			// Already sorted and deduplicated (viewer.Principal); copied
+			// because a cached principal is shared between calls.
+			Permissions: slices.Clone(p.Permissions),
 		},
 	}, nil
 }

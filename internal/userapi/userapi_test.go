@@ -3,6 +3,7 @@ package userapi_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +104,10 @@ func wantUser(id string) *gatehousev1.User {
 	}
 }
 
+// as returns a context for a user principal as auth builds one: permissions
+// sorted and deduplicated.
 func as(subject, tenant string, perms ...string) context.Context {
+	perms = slices.Compact(slices.Sorted(slices.Values(perms)))
 	p := &viewer.Principal{Kind: viewer.KindUser, Subject: subject, SessionID: "sess_1", TenantID: tenant, Permissions: perms}
 	if strings.HasPrefix(tenant, "org_") {
 		p.OrgID, p.OrgRole = tenant, "org:member"
