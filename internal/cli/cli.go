@@ -1,7 +1,7 @@
 // Package cli is the gatehouse command: its subcommands (serve, dev, token,
-// migrate, webhook, version) and the wiring that builds a running Gatehouse
-// from a Config. cmd/gatehouse calls Run; end-to-end tests call Run and Start
-// the same way, with port 0 and a temp database.
+// migrate, webhook, version). serve and dev build a Config and hand it to
+// app.Start. cmd/gatehouse calls Run; the tests call Run the same way, with
+// port 0 and a temp database.
 package cli
 
 import (
@@ -14,6 +14,7 @@ import (
 	"runtime/debug"
 	"strings"
 
+	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -103,11 +104,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	app, err := Start(ctx, cfg, log)
+	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	return app.Wait()
+	return a.Wait()
 }
 
 func runMigrate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -144,4 +145,10 @@ func newLogger(w io.Writer, format string, level slog.Level) (*slog.Logger, erro
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("unknown log format %q", format)
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
 }

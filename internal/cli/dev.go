@@ -16,6 +16,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
@@ -102,14 +103,14 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	app, err := Start(ctx, cfg, log)
+	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 
 	statePath := filepath.Join(*dir, "dev.json")
 	state := DevState{
-		GRPCAddr: app.GRPCAddr.String(), HTTPAddr: app.HTTPAddr.String(),
+		GRPCAddr: a.GRPCAddr.String(), HTTPAddr: a.HTTPAddr.String(),
 		EmulatorURL: emuURL, SecretKey: emu.SecretKey(), WebhookSecret: emu.WebhookSecret(), Issuer: emu.Issuer(),
 	}
 	if err := writeJSONFile(statePath, state); err != nil {
@@ -122,12 +123,12 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 	if err := devBanner.Execute(stdout, map[string]any{
-		"GRPC": app.GRPCAddr.String(), "HTTP": app.HTTPAddr.String(), "Emulator": emuURL,
+		"GRPC": a.GRPCAddr.String(), "HTTP": a.HTTPAddr.String(), "Emulator": emuURL,
 		"Issuer": emu.Issuer(), "Database": displayDSN(dsn), "Token": token, "User": devUserID, "Org": devOrgID,
 	}); err != nil {
 		return err
 	}
-	return app.Wait()
+	return a.Wait()
 }
 
 var devBanner = template.Must(template.New("banner").Parse(`

@@ -31,8 +31,8 @@ import (
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
-	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
@@ -41,7 +41,7 @@ import (
 // gatehouse is a running server with its Clerk emulator and clients.
 type gatehouse struct {
 	emu      *clerkemu.Emulator
-	app      *cli.App
+	app      *app.App
 	conn     *grpc.ClientConn
 	users    gatehousev1.UserServiceClient
 	projects gatehousev1.ProjectServiceClient
@@ -81,27 +81,27 @@ func start(t *testing.T, dialect string, opts ...option) *gatehouse {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
 	}
-	app, err := cli.Start(ctx, cfg, log)
+	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatalf("start: %v", err)
 	}
-	conn, err := grpc.NewClient(app.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(a.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		conn.Close()
 		cancel()
-		if err := app.Wait(); err != nil {
+		if err := a.Wait(); err != nil {
 			t.Errorf("server stopped with: %v", err)
 		}
 	})
 	return &gatehouse{
-		emu: emu, app: app, conn: conn,
+		emu: emu, app: a, conn: conn,
 		users:    gatehousev1.NewUserServiceClient(conn),
 		projects: gatehousev1.NewProjectServiceClient(conn),
-		httpURL:  "http://" + app.HTTPAddr.String(),
+		httpURL:  "http://" + a.HTTPAddr.String(),
 	}
 }
 
@@ -489,7 +489,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 	clerkSrv := httptest.NewServer(emu.Handler())
 	defer clerkSrv.Close()
 	ctx, cancel := context.WithCancel(context.Background())
-	app, err := cli.Start(ctx, &config.Config{
+	a, err := app.Start(ctx, &config.Config{
 		DatabaseURL: storetest.URL(t, "sqlite"), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		ClerkSecretKey: emu.SecretKey(), Issuer: emu.Issuer(), ClerkAPIURL: clerkSrv.URL + "/v1",
 		WebhookSecret: emu.WebhookSecret(), JWKSRefetchInterval: time.Second, PageTokenKey: []byte("0123456789abcdef0123456789abcdef"), Migrate: true,
@@ -499,7 +499,7 @@ func TestGracefulShutdownDrains(t *testing.T) {
 	}
 	cancel()
 	done := make(chan error, 1)
-	go func() { done <- app.Wait() }()
+	go func() { done <- a.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {

@@ -11,17 +11,17 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
-	"github.com/gatehouse-dev/gatehouse/internal/cli"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 )
 
-// stack is a Clerk emulator, Gatehouse (built by cli.Start exactly as
+// stack is a Clerk emulator, Gatehouse (built by app.Start exactly as
 // `gatehouse serve` builds it) and the peer, all in this process on
 // 127.0.0.1 ports, sharing one database.
 type stack struct {
 	emu     *clerkemu.Emulator
-	app     *cli.App
+	app     *app.App
 	grpc    string // Gatehouse's gRPC address
 	peerURL string
 	close   func()
@@ -64,7 +64,7 @@ func startStack(ctx context.Context, dsn string, log *slog.Logger, refetch time.
 		dsn = filepath.Join(dir, "gatehouse.db")
 	}
 	appCtx, cancel := context.WithCancel(ctx)
-	app, err := cli.Start(appCtx, &config.Config{
+	a, err := app.Start(appCtx, &config.Config{
 		DatabaseURL:         dsn,
 		GRPCAddr:            "127.0.0.1:0",
 		HTTPAddr:            "127.0.0.1:0",
@@ -81,14 +81,14 @@ func startStack(ctx context.Context, dsn string, log *slog.Logger, refetch time.
 		cancel()
 		return nil, fmt.Errorf("start gatehouse: %w", err)
 	}
-	s.app, s.grpc = app, app.GRPCAddr.String()
+	s.app, s.grpc = a, a.GRPCAddr.String()
 	cleanups = append(cleanups, func() {
 		cancel()
-		app.Wait()
+		a.Wait()
 	})
 
 	peer, err := NewPeer(PeerConfig{
-		Client: app.Store.Client, APIURL: emuURL + "/v1", SecretKey: s.emu.SecretKey(),
+		Client: a.Store.Client, APIURL: emuURL + "/v1", SecretKey: s.emu.SecretKey(),
 		HTTPClient: NewHTTPClient(conns),
 	})
 	if err != nil {

@@ -62,7 +62,7 @@ type KidFloodSide struct {
 }
 
 // KidFlood starts a Clerk emulator, Gatehouse (as `gatehouse serve` builds
-// it, via cli.Start) and the peer in this process, all on 127.0.0.1, and
+// it, via app.Start) and the peer in this process, all on 127.0.0.1, and
 // sends each opts.Requests session tokens signed by a key Clerk never
 // issued, each naming a random kid. It counts the JWKS fetches each side
 // makes: a verifier that refetches on every unknown kid lets anyone with a

@@ -31,7 +31,7 @@ type ProfileOptions struct {
 }
 
 // Profile runs one scenario against an in-process stack (Gatehouse as
-// cli.Start builds it, the peer, a Clerk emulator) and writes a CPU profile
+// app.Start builds it, the peer, a Clerk emulator) and writes a CPU profile
 // of the measured window. Server and load share the process, so read the
 // profile under the server's entry points, e.g.
 //

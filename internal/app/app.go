@@ -1,11 +1,14 @@
-package cli
+// Package app builds a running Gatehouse from a Config: it opens the store,
+// builds the key source, the verifiers, the webhook receiver and the
+// handlers, binds the gRPC and HTTP listeners and serves until its context
+// ends. `gatehouse serve` and `gatehouse dev` start it this way, and so do the
+// end-to-end tests and gatehouse-bench, with port 0 and a temporary database.
+package app
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 
@@ -206,10 +209,4 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 			return err
 		},
 	}, nil
-}
-
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("gatehouse "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	return fs
 }
