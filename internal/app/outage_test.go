@@ -1,4 +1,4 @@
-package cli_test
+package app_test
 
 import (
 	"context"
@@ -134,6 +134,17 @@ func TestDatabaseOutage(t *testing.T) {
 	list, err = g.projects.ListProjects(tok, &gatehousev1.ListProjectsRequest{})
 	if err != nil || len(list.Projects) != 0 {
 		t.Fatalf("after organization.deleted: %v, %v", list, err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
