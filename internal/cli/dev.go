@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,11 +18,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 )
-
-// DevDir holds what `gatehouse dev` keeps between runs: the emulator's
-// signing key, the SQLite database and the running instance's addresses.
-const DevDir = ".gatehouse"
 
 // Dev user and organization, known to the emulator from the start.
 const (
@@ -31,23 +27,11 @@ const (
 	devOrgID  = "org_dev"
 )
 
-// DevState is written to .gatehouse/dev.json while `gatehouse dev` runs, so
-// that `gatehouse token --machine`, `gatehouse webhook send` and
-// gatehouse-bench can reach it.
-type DevState struct {
-	GRPCAddr      string `json:"grpc_addr"`
-	HTTPAddr      string `json:"http_addr"`
-	EmulatorURL   string `json:"emulator_url"`
-	SecretKey     string `json:"secret_key"`
-	WebhookSecret string `json:"webhook_secret"`
-	Issuer        string `json:"issuer"`
-}
-
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dev", stderr)
 	grpcAddr := fs.String("grpc", or(getenv("GATEHOUSE_GRPC_ADDR"), "127.0.0.1:50051"), "gRPC listen address (loopback only)")
 	httpAddr := fs.String("http", or(getenv("GATEHOUSE_HTTP_ADDR"), "127.0.0.1:8080"), "HTTP listen address (loopback only)")
-	dir := fs.String("dir", DevDir, "directory for the dev key, database and state")
+	dir := fs.String("dir", devstate.Dir, "directory for the dev key, database and state")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -59,7 +43,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
-	key, err := clerkemu.LoadOrCreateKey(filepath.Join(*dir, "emulator-key.pem"))
+	key, err := clerkemu.LoadOrCreateKey(devstate.KeyPath(*dir))
 	if err != nil {
 		return err
 	}
@@ -84,7 +68,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 
 	dsn := getenv("DATABASE_URL")
 	if dsn == "" {
-		dsn = filepath.Join(*dir, "gatehouse.db")
+		dsn = devstate.DatabasePath(*dir)
 	}
 	cfg := &config.Config{
 		DatabaseURL:         dsn,
@@ -108,15 +92,14 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		return err
 	}
 
-	statePath := filepath.Join(*dir, "dev.json")
-	state := DevState{
+	state := devstate.State{
 		GRPCAddr: a.GRPCAddr.String(), HTTPAddr: a.HTTPAddr.String(),
 		EmulatorURL: emuURL, SecretKey: emu.SecretKey(), WebhookSecret: emu.WebhookSecret(), Issuer: emu.Issuer(),
 	}
-	if err := writeJSONFile(statePath, state); err != nil {
+	if err := devstate.Write(*dir, state); err != nil {
 		return err
 	}
-	defer os.Remove(statePath)
+	defer os.Remove(devstate.Path(*dir))
 
 	token, err := emu.MintSession(clerkemu.Session{UserID: devUserID, TTL: 12 * time.Hour})
 	if err != nil {
@@ -186,35 +169,6 @@ func loadOrCreateWebhookSecret(path string) (string, error) {
 	}
 	s := "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(32))
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
-}
-
-// ErrNoDev is ReadDevState's error when no `gatehouse dev` runs in the
-// directory.
-var ErrNoDev = errors.New(`no running "gatehouse dev" found here (start it with: go run ./cmd/gatehouse dev)`)
-
-// ReadDevState reads dir/dev.json, the state of a running `gatehouse dev`;
-// ErrNoDev when there is none.
-func ReadDevState(dir string) (*DevState, error) {
-	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, ErrNoDev
-	}
-	if err != nil {
-		return nil, err
-	}
-	var s DevState
-	if err := json.Unmarshal(b, &s); err != nil {
-		return nil, fmt.Errorf("%s/dev.json: %w", dir, err)
-	}
-	return &s, nil
-}
-
-func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(path, append(b, '\n'), 0o600)
 }
 
 func or(v, def string) string {

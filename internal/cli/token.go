@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/clerk/clerk-sdk-go/v2/m2m_token"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -27,7 +27,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	version := fs.Int("claims-version", 2, "session claims format: 2 (current) or 1")
 	machine := fs.Bool("machine", false, "mint a machine (M2M) token from the running dev emulator instead")
 	tenants := fs.String("tenants", "", `with --machine: comma-separated tenants the token may act in (its "tenants" claim); empty: any`)
-	dir := fs.String("dir", DevDir, "the dev directory")
+	dir := fs.String("dir", devstate.Dir, "the dev directory")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -49,7 +49,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		s.OrgID, s.OrgRole, s.Permissions = *org, *role, splitList(*perms)
 	}
-	key, err := clerkemu.LoadOrCreateKey(filepath.Join(*dir, "emulator-key.pem"))
+	key, err := clerkemu.LoadOrCreateKey(devstate.KeyPath(*dir))
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 // mintMachineToken asks the running dev emulator for an M2M token, through
 // clerk-sdk-go as a real service would ask Clerk.
 func mintMachineToken(ctx context.Context, dir string, tenants []string, ttl time.Duration) (string, error) {
-	st, err := ReadDevState(dir)
+	st, err := devstate.Read(dir)
 	if err != nil {
 		return "", err
 	}

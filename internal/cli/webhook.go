@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
@@ -27,7 +28,7 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 	role := fs.String("role", "org:member", "the membership's role")
 	msgID := fs.String("id", "", "the svix-id (default: a fresh one; reuse one to see a duplicate delivery)")
 	url := fs.String("url", "", "the webhook endpoint (default: the running gatehouse dev's)")
-	dir := fs.String("dir", DevDir, "the dev directory")
+	dir := fs.String("dir", devstate.Dir, "the dev directory")
 	// The type may stand before, between or after the flags.
 	var positional []string
 	for rest := args[1:]; ; {
@@ -44,7 +45,7 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("want one event type, one of: %s", strings.Join(webhook.SampleEventTypes(), ", "))
 	}
 	eventType := positional[0]
-	st, err := ReadDevState(*dir)
+	st, err := devstate.Read(*dir)
 	if err != nil {
 		return err
 	}

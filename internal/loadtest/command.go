@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -21,7 +20,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
-	"github.com/gatehouse-dev/gatehouse/internal/cli"
+	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
@@ -73,10 +72,10 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 
 // readDevState returns the state of the `gatehouse dev` running in dir, or
 // an empty state if none runs there (flags then supply the addresses).
-func readDevState(dir string) (*cli.DevState, error) {
-	s, err := cli.ReadDevState(dir)
-	if errors.Is(err, cli.ErrNoDev) {
-		return &cli.DevState{}, nil
+func readDevState(dir string) (*devstate.State, error) {
+	s, err := devstate.Read(dir)
+	if errors.Is(err, devstate.ErrNotRunning) {
+		return &devstate.State{}, nil
 	}
 	return s, err
 }
@@ -84,7 +83,7 @@ func readDevState(dir string) (*cli.DevState, error) {
 func runLoad(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gatehouse-bench load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	devDir := fs.String("dev-dir", ".gatehouse", "directory of a running `gatehouse dev` (dev.json, emulator-key.pem)")
+	devDir := fs.String("dev-dir", devstate.Dir, "directory of a running `gatehouse dev` (dev.json, emulator-key.pem)")
 	grpcAddr := fs.String("grpc", "", "Gatehouse's gRPC address (default: from dev.json, else 127.0.0.1:50051)")
 	peerURL := fs.String("peer", "http://127.0.0.1:8090", "the peer's base URL")
 	grpcPID := fs.Int("grpc-pid", 0, "Gatehouse's PID, for server CPU per request and peak RSS")
@@ -356,7 +355,7 @@ func parseRatios(spec string, names []string) ([][2]string, error) {
 // mintTokens signs session tokens with the dev emulator's key, as
 // `gatehouse token` does.
 func mintTokens(devDir, issuer, user string, n int) ([]string, error) {
-	keyPath := filepath.Join(devDir, "emulator-key.pem")
+	keyPath := devstate.KeyPath(devDir)
 	if _, err := os.Stat(keyPath); err != nil {
 		return nil, fmt.Errorf("no token: pass -token, or run from the directory of a running `gatehouse dev` (%w)", err)
 	}
@@ -400,7 +399,7 @@ func prime(ctx context.Context, t *Target) error {
 func runPeer(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gatehouse-bench peer", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	devDir := fs.String("dev-dir", ".gatehouse", "directory of a running `gatehouse dev`")
+	devDir := fs.String("dev-dir", devstate.Dir, "directory of a running `gatehouse dev`")
 	addr := fs.String("addr", "127.0.0.1:8090", "listen address (loopback only)")
 	apiURL := fs.String("api-url", "", "Clerk Backend API URL (default: the dev emulator's, from dev.json)")
 	secretKey := fs.String("secret-key", "", "Clerk secret key (default: the dev emulator's, from dev.json)")
@@ -422,7 +421,7 @@ func runPeer(ctx context.Context, args []string, getenv func(string) string, std
 		return errors.New("peer: no Backend API: start `gatehouse dev` here first, or pass -api-url and -secret-key")
 	}
 	// The same database `gatehouse dev` uses.
-	dsn := cmpOr(getenv("DATABASE_URL"), filepath.Join(*devDir, "gatehouse.db"))
+	dsn := cmpOr(getenv("DATABASE_URL"), devstate.DatabasePath(*devDir))
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		return err
@@ -496,7 +495,7 @@ func runKidFlood(ctx context.Context, args []string, getenv func(string) string,
 func runWebhooks(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("gatehouse-bench webhooks", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	devDir := fs.String("dev-dir", ".gatehouse", "directory of a running `gatehouse dev`")
+	devDir := fs.String("dev-dir", devstate.Dir, "directory of a running `gatehouse dev`")
 	url := fs.String("url", "", "Gatehouse's webhook URL (default: from dev.json, http://HTTP_ADDR/webhooks/clerk)")
 	secret := fs.String("secret", "", "the whsec_ signing secret (default: from dev.json)")
 	eventType := fs.String("type", "user.created", "event type to send")
