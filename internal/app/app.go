@@ -53,14 +53,17 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, err
 	if err != nil {
 		return nil, err
 	}
-	app, err := start(ctx, cfg, log, st)
+	a, err := start(ctx, cfg, log, st)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
-	return app, nil
+	return a, nil
 }
 
+// start builds Gatehouse on the open store, step by step: the keys, the
+// authenticator, the webhook receiver, the server with its handlers and
+// ready checks, then the listeners.
 func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.Store) (*App, error) {
 	if cfg.Migrate {
 		if err := st.Migrate(ctx); err != nil {
@@ -69,70 +72,16 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 	reg := prometheus.NewRegistry()
 
-	// Keys: networkless from CLERK_JWT_KEY, else the JWKS from the Backend API.
+	// The Backend API, when there is a secret key: JWKS, users, machine tokens.
 	var backend *clerk.Client
 	if cfg.ClerkSecretKey != "" {
 		backend = clerk.New(clerk.Config{APIURL: cfg.ClerkAPIURL, SecretKey: cfg.ClerkSecretKey})
 	}
-	var (
-		keys      auth.KeySource
-		keysReady func() bool
-	)
-	if cfg.ClerkJWTKey != "" {
-		sk, err := clerk.NewStaticKey(cfg.ClerkJWTKey)
-		if err != nil {
-			return nil, fmt.Errorf("CLERK_JWT_KEY: %w", err)
-		}
-		keys, keysReady = sk, sk.Ready
-	} else {
-		fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gatehouse_jwks_fetches_total",
-			Help: "JWKS fetches from the Clerk Backend API, by result.",
-		}, []string{"result"})
-		reg.MustRegister(fetches)
-		ks := backend.NewKeySet(clerk.KeySetOptions{
-			RefetchInterval: cfg.JWKSRefetchInterval,
-			OnFetch:         func(result string) { fetches.WithLabelValues(result).Inc() },
-		})
-		// Load the keys now so the first calls need not wait; a failure here
-		// is retried by the first token with an unknown kid.
-		if err := ks.Refresh(ctx); err != nil {
-			log.Warn("initial JWKS fetch failed; will retry on demand", "error", err)
-		}
-		keys, keysReady = ks, ks.Ready
-	}
-
-	sessions, err := auth.NewSessionVerifier(auth.SessionConfig{
-		Keys:              keys,
-		Issuer:            cfg.Issuer,
-		AuthorizedParties: cfg.AuthorizedParties,
-		RoleDefaults:      cfg.RolePermissions,
-	})
+	keys, err := newKeySource(ctx, cfg, backend, reg, log)
 	if err != nil {
 		return nil, err
 	}
-	var machines *auth.MachineVerifier
-	var users provision.UserSource
-	if backend != nil {
-		machines = auth.NewMachineVerifier(auth.MachineConfig{Tokens: backend})
-		users = backend
-	}
-	rules, err := auth.LoadRules(
-		gatehousev1.File_gatehouse_v1_user_proto.Services().ByName("UserService"),
-		gatehousev1.File_gatehouse_v1_project_proto.Services().ByName("ProjectService"),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("refusing to start: %w", err)
-	}
-	provisioner := provision.New(st.Client, users, provision.Options{})
-	authn, err := auth.New(auth.Config{
-		Sessions:    sessions,
-		Machines:    machines,
-		Rules:       rules,
-		Provisioner: provisioner,
-		Roles:       provisioner,
-		Registerer:  reg,
-	})
+	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -158,39 +107,20 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Users:    userapi.New(st.Client, tokens, provisioner),
 		Projects: projectapi.New(st.Client, tokens),
 		Webhooks: receiver,
-		ReadyChecks: map[string]func(context.Context) error{
-			"database": func(ctx context.Context) error {
-				if err := st.Ping(ctx); err != nil {
-					log.Warn("readiness: database unreachable", "error", err)
-					return errors.New("unreachable")
-				}
-				return nil
-			},
-			"keys": func(context.Context) error {
-				if !keysReady() {
-					return errors.New("not loaded")
-				}
-				return nil
-			},
-		},
+
+		ReadyChecks: readyChecks(st, keys, log),
 	})
 	if err != nil {
 		return nil, err
 	}
 
-	var lc net.ListenConfig
-	grpcLis, err := lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	grpcLis, httpLis, err := listen(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("GATEHOUSE_GRPC_ADDR: %w", err)
-	}
-	httpLis, err := lc.Listen(ctx, "tcp", cfg.HTTPAddr)
-	if err != nil {
-		grpcLis.Close()
-		return nil, fmt.Errorf("GATEHOUSE_HTTP_ADDR: %w", err)
+		return nil, err
 	}
 	log.Info("gatehouse listening",
 		"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"database", st.Dialect, "issuer", cfg.Issuer, "machine_tokens", machines != nil)
+		"database", st.Dialect, "issuer", cfg.Issuer, "machine_tokens", backend != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.ServeGRPC(gctx, grpcLis) })
@@ -209,4 +139,118 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 			return err
 		},
 	}, nil
+}
+
+// keySource is where session tokens find their verification keys, and
+// whether those are loaded yet (for /readyz).
+type keySource interface {
+	auth.KeySource
+	Ready() bool
+}
+
+// newKeySource returns the key from CLERK_JWT_KEY (networkless), or else
+// the JWKS from the Backend API, fetched once now and counted in
+// gatehouse_jwks_fetches_total.
+func newKeySource(ctx context.Context, cfg *config.Config, backend *clerk.Client, reg prometheus.Registerer, log *slog.Logger) (keySource, error) {
+	if cfg.ClerkJWTKey != "" {
+		sk, err := clerk.NewStaticKey(cfg.ClerkJWTKey)
+		if err != nil {
+			return nil, fmt.Errorf("CLERK_JWT_KEY: %w", err)
+		}
+		return sk, nil
+	}
+	fetches := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gatehouse_jwks_fetches_total",
+		Help: "JWKS fetches from the Clerk Backend API, by result.",
+	}, []string{"result"})
+	reg.MustRegister(fetches)
+	ks := backend.NewKeySet(clerk.KeySetOptions{
+		RefetchInterval: cfg.JWKSRefetchInterval,
+		OnFetch:         func(result string) { fetches.WithLabelValues(result).Inc() },
+	})
+	// Load the keys now so the first calls need not wait; a failure here
+	// is retried by the first token with an unknown kid.
+	if err := ks.Refresh(ctx); err != nil {
+		log.Warn("initial JWKS fetch failed; will retry on demand", "error", err)
+	}
+	return ks, nil
+}
+
+// newAuthenticator builds what authenticates and authorizes every call: the
+// session verifier, the access rules declared in the proto, the provisioner
+// that creates users on first sight and, with a Backend API (backend not
+// nil), the machine-token verifier and first-sight fetches from Clerk. It
+// refuses to start if an RPC lacks a rule.
+func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer) (*auth.Authenticator, *provision.Provisioner, error) {
+	sessions, err := auth.NewSessionVerifier(auth.SessionConfig{
+		Keys:              keys,
+		Issuer:            cfg.Issuer,
+		AuthorizedParties: cfg.AuthorizedParties,
+		RoleDefaults:      cfg.RolePermissions,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var machines *auth.MachineVerifier
+	var users provision.UserSource
+	if backend != nil {
+		machines = auth.NewMachineVerifier(auth.MachineConfig{Tokens: backend})
+		users = backend
+	}
+	rules, err := auth.LoadRules(
+		gatehousev1.File_gatehouse_v1_user_proto.Services().ByName("UserService"),
+		gatehousev1.File_gatehouse_v1_project_proto.Services().ByName("ProjectService"),
+	)
+	if err != nil {
+		return nil, nil, fmt.Errorf("refusing to start: %w", err)
+	}
+	provisioner := provision.New(st.Client, users, provision.Options{})
+	authn, err := auth.New(auth.Config{
+		Sessions:    sessions,
+		Machines:    machines,
+		Rules:       rules,
+		Provisioner: provisioner,
+		Roles:       provisioner,
+		Registerer:  reg,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return authn, provisioner, nil
+}
+
+// readyChecks are what /readyz reports: the database answers, and the keys
+// are loaded.
+func readyChecks(st *store.Store, keys keySource, log *slog.Logger) map[string]func(context.Context) error {
+	return map[string]func(context.Context) error{
+		"database": func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				log.Warn("readiness: database unreachable", "error", err)
+				return errors.New("unreachable")
+			}
+			return nil
+		},
+		"keys": func(context.Context) error {
+			if !keys.Ready() {
+				return errors.New("not loaded")
+			}
+			return nil
+		},
+	}
+}
+
+// listen binds the gRPC and the HTTP listener; errors name the variable
+// that set the address.
+func listen(ctx context.Context, cfg *config.Config) (grpcLis, httpLis net.Listener, err error) {
+	var lc net.ListenConfig
+	grpcLis, err = lc.Listen(ctx, "tcp", cfg.GRPCAddr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("GATEHOUSE_GRPC_ADDR: %w", err)
+	}
+	httpLis, err = lc.Listen(ctx, "tcp", cfg.HTTPAddr)
+	if err != nil {
+		grpcLis.Close()
+		return nil, nil, fmt.Errorf("GATEHOUSE_HTTP_ADDR: %w", err)
+	}
+	return grpcLis, httpLis, nil
 }
