@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devstate"
+	"github.com/gatehouse-dev/gatehouse/internal/loopback"
 )
 
 // Dev user and organization, known to the emulator from the start.
@@ -147,10 +148,7 @@ func requireLoopback(addr string) error {
 	if err != nil {
 		return fmt.Errorf("dev: bad address %q: %w", addr, err)
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if loopback.IsHost(host) {
 		return nil
 	}
 	return fmt.Errorf("dev: refusing to listen on %q: the dev server has no real Clerk behind it, so it serves loopback addresses only (use 127.0.0.1:PORT)", addr)

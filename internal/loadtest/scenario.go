@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/loopback"
 )
 
 // The scenarios Load knows. The gRPC ones call Gatehouse; PeerGetMe calls
@@ -193,10 +194,7 @@ func RequireLoopback(addr string) error {
 	if h, _, err := net.SplitHostPort(hostport); err == nil {
 		host = h
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if loopback.IsHost(host) {
 		return nil
 	}
 	return fmt.Errorf("refusing %q: load targets must be loopback addresses (127.0.0.1)", addr)
