@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -30,8 +31,8 @@ const (
 
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dev", stderr)
-	grpcAddr := fs.String("grpc", or(getenv("GATEHOUSE_GRPC_ADDR"), "127.0.0.1:50051"), "gRPC listen address (loopback only)")
-	httpAddr := fs.String("http", or(getenv("GATEHOUSE_HTTP_ADDR"), "127.0.0.1:8080"), "HTTP listen address (loopback only)")
+	grpcAddr := fs.String("grpc", cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_GRPC_ADDR")), "127.0.0.1:50051"), "gRPC listen address (loopback only)")
+	httpAddr := fs.String("http", cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_HTTP_ADDR")), "127.0.0.1:8080"), "HTTP listen address (loopback only)")
 	dir := fs.String("dir", devstate.Dir, "directory for the dev key, database and state")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -67,10 +68,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	defer emuSrv.Close()
 	emuURL := "http://" + emuLis.Addr().String()
 
-	dsn := getenv("DATABASE_URL")
-	if dsn == "" {
-		dsn = devstate.DatabasePath(*dir)
-	}
+	dsn := cmp.Or(getenv("DATABASE_URL"), devstate.DatabasePath(*dir))
 	cfg := &config.Config{
 		DatabaseURL:         dsn,
 		GRPCAddr:            *grpcAddr,
@@ -84,7 +82,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		Migrate:             true,
 		LogFormat:           "text",
 	}
-	log, err := newLogger(stderr, or(getenv("GATEHOUSE_LOG_FORMAT"), "text"), cfg.LogLevel)
+	log, err := newLogger(stderr, cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "text"), cfg.LogLevel)
 	if err != nil {
 		return err
 	}
@@ -167,13 +165,6 @@ func loadOrCreateWebhookSecret(path string) (string, error) {
 	}
 	s := "whsec_" + base64.StdEncoding.EncodeToString(randomBytes(32))
 	return s, os.WriteFile(path, []byte(s+"\n"), 0o600)
-}
-
-func or(v, def string) string {
-	if v = strings.TrimSpace(v); v != "" {
-		return v
-	}
-	return def
 }
 
 func randomBytes(n int) []byte {

@@ -4,6 +4,7 @@
 package config
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
@@ -70,15 +71,15 @@ func Load(getenv Getenv) (*Config, error) {
 	}
 	c := &Config{
 		DatabaseURL:         strings.TrimSpace(getenv("DATABASE_URL")),
-		GRPCAddr:            or(getenv("GATEHOUSE_GRPC_ADDR"), DefaultGRPCAddr),
-		HTTPAddr:            or(getenv("GATEHOUSE_HTTP_ADDR"), DefaultHTTPAddr),
+		GRPCAddr:            cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_GRPC_ADDR")), DefaultGRPCAddr),
+		HTTPAddr:            cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_HTTP_ADDR")), DefaultHTTPAddr),
 		ClerkSecretKey:      strings.TrimSpace(getenv("CLERK_SECRET_KEY")),
 		ClerkJWTKey:         strings.TrimSpace(getenv("CLERK_JWT_KEY")),
-		ClerkAPIURL:         strings.TrimRight(or(getenv("CLERK_API_URL"), DefaultClerkAPIURL), "/"),
+		ClerkAPIURL:         strings.TrimRight(cmp.Or(strings.TrimSpace(getenv("CLERK_API_URL")), DefaultClerkAPIURL), "/"),
 		WebhookSecret:       strings.TrimSpace(getenv("CLERK_WEBHOOK_SIGNING_SECRET")),
 		JWKSRefetchInterval: DefaultRefetchInterval,
 		Migrate:             true,
-		LogFormat:           or(getenv("GATEHOUSE_LOG_FORMAT"), "json"),
+		LogFormat:           cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "json"),
 	}
 
 	if d := c.DatabaseURL; strings.Contains(d, "://") &&
@@ -181,7 +182,7 @@ func Load(getenv Getenv) (*Config, error) {
 	default:
 		bad("GATEHOUSE_LOG_FORMAT", "want json or text, got %q", c.LogFormat)
 	}
-	if err := c.LogLevel.UnmarshalText([]byte(or(getenv("GATEHOUSE_LOG_LEVEL"), "info"))); err != nil {
+	if err := c.LogLevel.UnmarshalText([]byte(cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_LEVEL")), "info"))); err != nil {
 		bad("GATEHOUSE_LOG_LEVEL", "want debug, info, warn or error")
 	}
 
@@ -255,11 +256,4 @@ func DerivePageTokenKey(secret string) []byte {
 	m := hmac.New(sha256.New, []byte(secret))
 	m.Write([]byte("gatehouse page tokens v1"))
 	return m.Sum(nil)
-}
-
-func or(v, def string) string {
-	if v = strings.TrimSpace(v); v != "" {
-		return v
-	}
-	return def
 }

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -119,7 +120,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if *grpcAddr == "" {
-		*grpcAddr = cmpOr(state.GRPCAddr, "127.0.0.1:50051")
+		*grpcAddr = cmp.Or(strings.TrimSpace(state.GRPCAddr), "127.0.0.1:50051")
 	}
 	if err := RequireLoopback(*peerURL); err != nil {
 		return err
@@ -416,12 +417,12 @@ func runPeer(ctx context.Context, args []string, getenv func(string) string, std
 	if *apiURL == "" && state.EmulatorURL != "" {
 		*apiURL = state.EmulatorURL + "/v1"
 	}
-	*secretKey = cmpOr(*secretKey, state.SecretKey)
+	*secretKey = cmp.Or(strings.TrimSpace(*secretKey), state.SecretKey)
 	if *apiURL == "" || *secretKey == "" {
 		return errors.New("peer: no Backend API: start `gatehouse dev` here first, or pass -api-url and -secret-key")
 	}
 	// The same database `gatehouse dev` uses.
-	dsn := cmpOr(getenv("DATABASE_URL"), devstate.DatabasePath(*devDir))
+	dsn := cmp.Or(strings.TrimSpace(getenv("DATABASE_URL")), devstate.DatabasePath(*devDir))
 	st, err := store.Open(ctx, dsn)
 	if err != nil {
 		return err
@@ -519,7 +520,7 @@ func runWebhooks(ctx context.Context, args []string, getenv func(string) string,
 		}
 		*url = "http://" + state.HTTPAddr + "/webhooks/clerk"
 	}
-	*secret = cmpOr(*secret, state.WebhookSecret)
+	*secret = cmp.Or(strings.TrimSpace(*secret), state.WebhookSecret)
 	res, err := Webhooks(ctx, WebhookOptions{
 		URL: *url, Secret: *secret, EventType: *eventType, Concurrency: *concurrency,
 		Warmup: *warmup, Duration: *duration, DuplicatePool: *pool, ServerPID: *pid, DBCommand: *dbCommand,
@@ -581,13 +582,6 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func cmpOr(v, def string) string {
-	if v = strings.TrimSpace(v); v != "" {
-		return v
-	}
-	return def
 }
 
 func div(a, b float64) float64 {
