@@ -13,6 +13,7 @@ import (
 	"github.com/clerk/clerk-sdk-go/v2/m2m_token"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -32,7 +33,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	if *machine {
-		tok, err := mintMachineToken(ctx, *dir, splitList(*tenants), *ttl)
+		tok, err := mintMachineToken(ctx, *dir, config.SplitList(*tenants), *ttl)
 		if err != nil {
 			return err
 		}
@@ -47,7 +48,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		if !viewer.ValidTenantID(*org) || !strings.HasPrefix(*org, "org_") {
 			return fmt.Errorf("--org: want org_ followed by letters and digits, got %q", *org)
 		}
-		s.OrgID, s.OrgRole, s.Permissions = *org, *role, splitList(*perms)
+		s.OrgID, s.OrgRole, s.Permissions = *org, *role, config.SplitList(*perms)
 	}
 	key, err := clerkemu.LoadOrCreateKey(devstate.KeyPath(*dir))
 	if err != nil {
@@ -88,14 +89,4 @@ func mintMachineToken(ctx context.Context, dir string, tenants []string, ttl tim
 		return "", fmt.Errorf("mint machine token from the dev emulator: %w", err)
 	}
 	return tok.Token, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }

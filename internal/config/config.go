@@ -127,8 +127,8 @@ func Load(getenv Getenv) (*Config, error) {
 	}
 	c.Issuer = strings.TrimRight(issuer, "/")
 
-	for _, p := range strings.Split(getenv("CLERK_AUTHORIZED_PARTIES"), ",") {
-		if p = strings.TrimRight(strings.TrimSpace(p), "/"); p != "" {
+	for _, p := range SplitList(getenv("CLERK_AUTHORIZED_PARTIES")) {
+		if p = strings.TrimRight(p, "/"); p != "" {
 			if u, err := url.Parse(p); err != nil || u.Host == "" {
 				bad("CLERK_AUTHORIZED_PARTIES", "want origins like https://app.example.com, got %q", p)
 			}
@@ -248,6 +248,19 @@ func ParseRolePermissions(s string) (map[string][]string, error) {
 		out[role] = list
 	}
 	return out, nil
+}
+
+// SplitList reads a comma-separated list, as in CLERK_AUTHORIZED_PARTIES
+// or a command-line flag: each item trimmed, empty ones dropped, so
+// "a, b,,c" is [a b c] and "" is nil.
+func SplitList(s string) []string {
+	var out []string
+	for p := range strings.SplitSeq(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // DerivePageTokenKey derives the page-token key from a secret the replicas

@@ -113,3 +113,18 @@ func TestParseRolePermissions(t *testing.T) {
 		}
 	}
 }
+
+func TestSplitList(t *testing.T) {
+	for in, want := range map[string][]string{
+		"":                  nil,
+		" , ,":              nil,
+		"a":                 {"a"},
+		"a, b,,c ":          {"a", "b", "c"},
+		"org:a , org:b":     {"org:a", "org:b"},
+		"https://x.test/, ": {"https://x.test/"},
+	} {
+		if d := cmp.Diff(want, config.SplitList(in)); d != "" {
+			t.Errorf("SplitList(%q) (-want +got):\n%s", in, d)
+		}
+	}
+}

@@ -21,6 +21,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
@@ -106,7 +107,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	names := splitList(*scenarios)
+	names := config.SplitList(*scenarios)
 	if len(names) == 0 || *rounds < 1 || *duration <= 0 {
 		return errors.New("load: need at least one scenario, one round and a positive duration")
 	}
@@ -343,7 +344,7 @@ func parseRatios(spec string, names []string) ([][2]string, error) {
 		}
 		return out, nil
 	}
-	for _, p := range splitList(spec) {
+	for _, p := range config.SplitList(spec) {
 		of, to, ok := strings.Cut(p, "/")
 		if !ok || !slices.Contains(names, of) || !slices.Contains(names, to) {
 			return nil, fmt.Errorf("load: -ratios: %q is not a/b of two scenarios being run", p)
@@ -572,16 +573,6 @@ func runProfile(ctx context.Context, args []string, getenv func(string) string, 
 	writeResults(stdout, []*Result{r})
 	fmt.Fprintf(stdout, "CPU profile in %s (server and load share the process: use pprof -focus)\n", *out)
 	return nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for p := range strings.SplitSeq(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 func div(a, b float64) float64 {
