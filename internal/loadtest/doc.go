@@ -1,5 +1,5 @@
-// Package loadtest measures Gatehouse the way issue 5 asks, side by side with
-// what users would run instead. It is the logic behind cmd/gatehouse-bench:
+// Package loadtest measures Gatehouse side by side with what users would
+// run instead. It is the logic behind cmd/gatehouse-bench:
 //
 //   - Run, a closed-loop load driver: a fixed number of workers for a warm-up
 //     and then a fixed measured window (or a fixed count), reporting RPS,
