@@ -8,7 +8,6 @@ import (
 	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
@@ -158,7 +157,7 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		}
 		g, err := a.machines.grant(ctx, token)
 		if err != nil {
-			return nil, asError(err)
+			return nil, errorOf(err)
 		}
 		if !rule.AllowMachines {
 			return nil, permissionDenied(ReasonMachineNotAllowed)
@@ -168,22 +167,22 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 			return nil, terr
 		}
 		if p, err = g.principal(tenant); err != nil {
-			return nil, asError(err)
+			return nil, errorOf(err)
 		}
 	} else {
 		var err error
 		if p, err = a.sessions.Verify(ctx, token); err != nil {
-			return nil, asError(err)
+			return nil, errorOf(err)
 		}
 		if a.provisioner != nil {
 			if err := a.provisioner.EnsureUser(ctx, p); err != nil {
-				return nil, asError(err)
+				return nil, errorOf(err)
 			}
 		}
 		if p.OrgID != "" && p.OrgRole == "" && a.roles != nil {
 			role, err := a.roles.MembershipRole(ctx, p.OrgID, p.Subject)
 			if err != nil {
-				return nil, asError(err)
+				return nil, errorOf(err)
 			}
 			if role != "" {
 				p = a.sessions.withRole(p, role)
@@ -265,16 +264,4 @@ func tenantHeader(values []string) (string, *Error) {
 	default:
 		return "", invalidArgument(ReasonBadTenant)
 	}
-}
-
-// asError returns err as an *Error; anything else is INTERNAL, or the
-// caller's own deadline or cancellation.
-func asError(err error) *Error {
-	if e, ok := errors.AsType[*Error](err); ok {
-		return e
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return ctxError(err, ReasonInternal)
-	}
-	return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}
 }
