@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 )
 
 // Reasons an authentication or authorization step fails. Each is a fixed
@@ -67,14 +68,6 @@ type Error struct {
 	RetryAfter time.Duration
 	// Err is the underlying cause, if any.
 	Err error
-}
-
-// NewError returns an *Error with code and reason, wrapping cause (which may
-// be nil). Other packages on the authentication path (first-sight
-// provisioning) use it so that the interceptor reports their failures the
-// same way.
-func NewError(code codes.Code, reason string, cause error) *Error {
-	return &Error{Code: code, Reason: reason, Err: cause}
 }
 
 // Error returns the message the caller sees, e.g. "invalid token: expired".
@@ -154,14 +147,15 @@ func (e *jwtError) reason() string {
 }
 
 // errorOf is the one table from what can go wrong on the authentication path
-// to the *Error the caller sees: an *Error as it is; a failure of a
-// dependency (signing keys, Clerk's Backend API) or a refusal it reports; and
-// anything else as INTERNAL, its detail kept as the cause for logs. The first
-// matching row wins.
+// to the *Error the caller sees: an *Error as it is; a refusal or a failure
+// reported by a dependency (the signing keys, Clerk's Backend API, the
+// Provisioner); and anything else as INTERNAL, its detail kept as the cause
+// for logs. The first matching row wins.
 func errorOf(err error) *Error {
 	var (
 		e       *Error
 		refusal *jwtError
+		retry   *provision.UnavailableError
 	)
 	switch {
 	case err == nil:
@@ -176,6 +170,12 @@ func errorOf(err error) *Error {
 		return unauthenticated(ReasonUnknownKey, err)
 	case errors.Is(err, clerk.ErrInvalidToken):
 		return unauthenticated(ReasonRevoked, err)
+	case errors.Is(err, provision.ErrBadSubject):
+		return unauthenticated(ReasonBadSubject, err)
+	case errors.Is(err, provision.ErrUnknownUser):
+		return unauthenticated(ReasonUnknownUser, err)
+	case errors.Is(err, provision.ErrDeletedUser):
+		return unauthenticated(ReasonDeletedUser, err)
 
 	// The signing keys could not be had: UNAVAILABLE with RetryInfo, or the
 	// caller's own deadline or cancellation.
@@ -189,7 +189,9 @@ func errorOf(err error) *Error {
 	case errors.Is(err, errMachineTokens) &&
 		(errors.Is(err, clerk.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)):
 		return unavailable(ReasonClerkUnavailable, time.Second, err)
-	case errors.Is(err, errClerkWait) && isContextError(err):
+	case errors.As(err, &retry):
+		return unavailable(ReasonClerkUnavailable, retry.RetryAfter, err)
+	case (errors.Is(err, errClerkWait) || errors.Is(err, provision.ErrClerkUnavailable)) && isContextError(err):
 		return callerGone(ReasonClerkUnavailable, err)
 	}
 	return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}

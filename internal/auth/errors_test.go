@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 )
 
 // TestErrorOf pins the table from causes to what the caller sees, row by row,
@@ -43,6 +44,15 @@ func TestErrorOf(t *testing.T) {
 		{"machine: anything else", fmt.Errorf("%w: %w", errMachineTokens, errors.New("decode")), codes.Internal, ReasonInternal, 0, true},
 		{"Clerk: caller's deadline", fmt.Errorf("%w: %w", errClerkWait, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonClerkUnavailable, 0, true},
 		{"Clerk: caller canceled", fmt.Errorf("%w: %w", errClerkWait, context.Canceled), codes.Canceled, ReasonClerkUnavailable, 0, true},
+
+		{"provision: bad subject", provision.ErrBadSubject, codes.Unauthenticated, ReasonBadSubject, 0, true},
+		{"provision: unknown user", fmt.Errorf("provision user user_a: %w: %w", provision.ErrUnknownUser, clerk.ErrNotFound), codes.Unauthenticated, ReasonUnknownUser, 0, true},
+		{"provision: deleted user", provision.ErrDeletedUser, codes.Unauthenticated, ReasonDeletedUser, 0, true},
+		{"provision: Clerk unavailable", &provision.UnavailableError{RetryAfter: 3 * time.Second, Err: unavailable}, codes.Unavailable, ReasonClerkUnavailable, 3 * time.Second, true},
+		{"provision: the fetch timed out", &provision.UnavailableError{RetryAfter: time.Second, Err: timedOut}, codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
+		{"provision: caller's deadline", fmt.Errorf("provision user user_a: %w: %w", provision.ErrClerkUnavailable, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonClerkUnavailable, 0, true},
+		{"provision: caller canceled", fmt.Errorf("provision user user_a: %w: %w", provision.ErrClerkUnavailable, context.Canceled), codes.Canceled, ReasonClerkUnavailable, 0, true},
+		{"provision: store failure", fmt.Errorf("provision user user_a: look up: %w", context.DeadlineExceeded), codes.Internal, ReasonInternal, 0, true},
 
 		{"an unmarked context error", fmt.Errorf("look up: %w", context.DeadlineExceeded), codes.Internal, ReasonInternal, 0, true},
 		{"anything else", errors.New("connection refused"), codes.Internal, ReasonInternal, 0, true},

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -24,8 +25,13 @@ const (
 
 // Provisioner makes sure a verified user exists locally (first-sight
 // creation for users the webhooks have not mirrored yet), and refuses
-// deleted ones. Errors should be *Error (see NewError); any other error is
-// reported to the caller as INTERNAL.
+// deleted ones. *provision.Provisioner implements it.
+//
+// EnsureUser's refusals are provision.ErrDeletedUser, ErrUnknownUser and
+// ErrBadSubject (UNAUTHENTICATED), and provision.ErrClerkUnavailable:
+// UNAVAILABLE with RetryInfo as a *provision.UnavailableError, the caller's
+// DEADLINE_EXCEEDED or CANCELED when it wraps a context error. Any other
+// error is INTERNAL.
 type Provisioner interface {
 	EnsureUser(ctx context.Context, p *viewer.Principal) error
 }
@@ -33,9 +39,15 @@ type Provisioner interface {
 // RoleSource tells a user's role in an organization as the webhooks have
 // mirrored it ("" when there is no live membership). It stands in for the
 // role when a session token names an organization but carries no role.
+// *provision.Provisioner implements it. Any error is INTERNAL.
 type RoleSource interface {
 	MembershipRole(ctx context.Context, orgID, userID string) (string, error)
 }
+
+var (
+	_ Provisioner = (*provision.Provisioner)(nil)
+	_ RoleSource  = (*provision.Provisioner)(nil)
+)
 
 // Config configures an Authenticator.
 type Config struct {

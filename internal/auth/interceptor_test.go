@@ -16,6 +16,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -173,7 +174,7 @@ func TestInterceptorSessions(t *testing.T) {
 	})
 	t.Run("provisioner errors reach the caller", func(t *testing.T) {
 		s.prov.mu.Lock()
-		s.prov.err = NewError(codes.Unauthenticated, ReasonDeletedUser, nil)
+		s.prov.err = provision.ErrDeletedUser
 		s.prov.mu.Unlock()
 		defer func() { s.prov.mu.Lock(); s.prov.err = nil; s.prov.mu.Unlock() }()
 		_, err := s.users.GetMe(outgoing(t, bearer(personal)...), &gatehousev1.GetMeRequest{})
