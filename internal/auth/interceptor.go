@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -136,7 +135,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, fullMethod string) (co
 }
 
 // AuthFunc is Authenticate in go-grpc-middleware's auth.AuthFunc shape,
-// taking the method from grpc.Method(ctx).
+// taking the method from grpc.Method(ctx). Install it with that package's
+// UnaryServerInterceptor and StreamServerInterceptor, which return its error
+// unchanged. They call a service's AuthFuncOverride instead, if it has one:
+// no Gatehouse service may, or its calls would skip the access rules.
 func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	method, ok := grpc.Method(ctx)
 	if !ok {
@@ -205,30 +207,6 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		return nil, permissionDenied(ReasonMissingPermission)
 	}
 	return p, nil
-}
-
-// UnaryServerInterceptor authenticates unary calls (see Authenticate).
-func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := a.Authenticate(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-}
-
-// StreamServerInterceptor authenticates streaming calls (see Authenticate).
-func (a *Authenticator) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := a.Authenticate(ss.Context(), info.FullMethod)
-		if err != nil {
-			return err
-		}
-		wrapped := middleware.WrapServerStream(ss)
-		wrapped.WrappedContext = ctx
-		return handler(srv, wrapped)
-	}
 }
 
 // bearerToken extracts the token from the values of the authorization
