@@ -346,7 +346,8 @@ func TestInterceptorMachines(t *testing.T) {
 		token := e.mintMachine(t, clerkemu.Machine{TTL: time.Hour})
 		dead := newEnv(t, envOptions{}) // a verifier whose Clerk has gone away
 		dead.srv.Close()
-		_, err := dead.machines.Verify(context.Background(), token, "org_acme")
+		md := metadata.Pairs(AuthorizationKey, "Bearer "+token, TenantKey, "org_acme")
+		_, err := startServer(t, dead, true).auth.Authenticate(metadata.NewIncomingContext(context.Background(), md), "/gatehouse.v1.ProjectService/ListProjects")
 		wantAuthError(t, err, codes.Unavailable, ReasonClerkUnavailable, token)
 	})
 }

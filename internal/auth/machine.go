@@ -91,22 +91,6 @@ func NewMachineVerifier(cfg MachineConfig) *MachineVerifier {
 	}
 }
 
-// Verify verifies token and returns a KindMachine principal in tenantID
-// holding org:projects:read, and nothing more.
-//
-// Errors are *Error: UNAUTHENTICATED when Clerk rejects the token (revoked,
-// expired or unknown), INVALID_ARGUMENT when tenantID is empty or malformed,
-// PERMISSION_DENIED when the token's "tenants" claim does not list tenantID,
-// UNAVAILABLE when Clerk cannot answer, DEADLINE_EXCEEDED or CANCELED when
-// ctx ends first.
-func (v *MachineVerifier) Verify(ctx context.Context, token, tenantID string) (*viewer.Principal, error) {
-	g, err := v.grant(ctx, token)
-	if err != nil {
-		return nil, errorOf(err)
-	}
-	return g.principal(tenantID)
-}
-
 // grant returns Clerk's answer for token, from the cache or from one request
 // shared by every concurrent caller presenting the same token. Its errors are
 // for errorOf.
