@@ -26,11 +26,11 @@ const (
 // creation for users the webhooks have not mirrored yet), and refuses
 // deleted ones. *provision.Provisioner implements it.
 //
-// EnsureUser's refusals are provision.ErrDeletedUser, ErrUnknownUser and
-// ErrBadSubject (UNAUTHENTICATED), and provision.ErrClerkUnavailable:
-// UNAVAILABLE with RetryInfo as a *provision.UnavailableError, the caller's
-// DEADLINE_EXCEEDED or CANCELED when it wraps a context error. Any other
-// error is INTERNAL.
+// EnsureUser's refusals are provision.ErrDeletedUser,
+// provision.ErrUnknownUser and provision.ErrBadSubject (UNAUTHENTICATED), and
+// provision.ErrClerkUnavailable: UNAVAILABLE with RetryInfo as a
+// *provision.UnavailableError, the caller's DEADLINE_EXCEEDED or CANCELED
+// when it wraps a context error. Any other error is INTERNAL.
 type Provisioner interface {
 	EnsureUser(ctx context.Context, p *viewer.Principal) error
 }
