@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -102,7 +103,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	srv, err := server.New(server.Options{
 		Logger:   log,
 		Registry: reg,
-		Auth:     server.Interceptors{Unary: authn.UnaryServerInterceptor(), Stream: authn.StreamServerInterceptor()},
+		Auth:     server.Interceptors{Unary: grpcauth.UnaryServerInterceptor(authn.AuthFunc), Stream: grpcauth.StreamServerInterceptor(authn.AuthFunc)},
 		Errors:   server.Interceptors{Unary: derrors.UnaryServerInterceptor(log), Stream: derrors.StreamServerInterceptor(log)},
 		Users:    userapi.New(st.Client, tokens, provisioner),
 		Projects: projectapi.New(st.Client, tokens),

@@ -14,9 +14,9 @@
 //   - Rules holds the (gatehouse.v1.access) option of every RPC, read from the
 //     service descriptors; a Gatehouse RPC without one refuses to load.
 //
-// The Authenticator's interceptors have go-grpc-middleware v2's shape: an
-// authentication function from context to context, the principal stored with
-// viewer.NewContext. Every failure is an *Error whose Reason is safe to show
-// and to use as a metric label; no error, log or metric ever carries token
-// text.
+// The Authenticator's AuthFunc is go-grpc-middleware v2's auth.AuthFunc, a
+// function from context to context storing the principal with
+// viewer.NewContext; that package's interceptors run it on every call. Every
+// failure is an *Error whose Reason is safe to show and to use as a metric
+// label; no error, log or metric ever carries token text.
 package auth

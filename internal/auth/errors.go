@@ -1,12 +1,20 @@
 package auth
 
 import (
+	"context"
+	"errors"
+	"strings"
 	"time"
 
+	"github.com/go-jose/go-jose/v3"
+	josejwt "github.com/go-jose/go-jose/v3/jwt"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 )
 
 // Reasons an authentication or authorization step fails. Each is a fixed
@@ -62,26 +70,6 @@ type Error struct {
 	Err error
 }
 
-func unauthenticated(reason string, cause error) *Error {
-	return &Error{Code: codes.Unauthenticated, Reason: reason, Err: cause}
-}
-
-func permissionDenied(reason string) *Error {
-	return &Error{Code: codes.PermissionDenied, Reason: reason}
-}
-
-func invalidArgument(reason string) *Error {
-	return &Error{Code: codes.InvalidArgument, Reason: reason}
-}
-
-// NewError returns an *Error with code and reason, wrapping cause (which may
-// be nil). Other packages on the authentication path (first-sight
-// provisioning) use it so that the interceptor reports their failures the
-// same way.
-func NewError(code codes.Code, reason string, cause error) *Error {
-	return &Error{Code: code, Reason: reason, Err: cause}
-}
-
 // Error returns the message the caller sees, e.g. "invalid token: expired".
 func (e *Error) Error() string {
 	switch e.Code {
@@ -112,4 +100,132 @@ func (e *Error) GRPCStatus() *status.Status {
 		}
 	}
 	return st
+}
+
+// Where a failure came from, when its cause alone does not say what the
+// caller should see. Each is wrapped around the cause, as in
+// fmt.Errorf("%w: %w", errKeySource, err).
+var (
+	// errKeySource: the KeySource failed. It stops waiting when the caller's
+	// context ends, so a context error from it is taken for the caller's
+	// own deadline or cancellation.
+	errKeySource = errors.New("signing keys")
+	// errMachineTokens: Clerk's answer to a machine-token check. The request
+	// runs on Gatehouse's own timeout, so a deadline there is Clerk not
+	// answering in time.
+	errMachineTokens = errors.New("verify machine token")
+	// errClerkWait: the caller's context ended while it waited for Clerk's
+	// Backend API.
+	errClerkWait = errors.New("waiting for Clerk")
+)
+
+// jwtError is clerk-sdk-go's jwt.Verify refusing a token. Its text may quote
+// claims the token's author chose, so it is never kept as a cause.
+type jwtError struct{ err error }
+
+func (e *jwtError) Error() string { return "jwt.Verify refused the token" }
+
+// reason tells which fault jwt.Verify found. go-jose's errors are sentinels;
+// the SDK's own are plain strings, matched by prefix (a test pins each one).
+func (e *jwtError) reason() string {
+	switch {
+	case errors.Is(e.err, josejwt.ErrExpired):
+		return ReasonExpired
+	case errors.Is(e.err, josejwt.ErrNotValidYet), errors.Is(e.err, josejwt.ErrIssuedInTheFuture):
+		return ReasonNotYetValid
+	case errors.Is(e.err, jose.ErrCryptoFailure):
+		return ReasonBadSignature
+	}
+	switch msg := e.err.Error(); {
+	case strings.HasPrefix(msg, "invalid issuer"):
+		return ReasonWrongIssuer
+	case strings.HasPrefix(msg, "invalid signing algorithm"):
+		return ReasonBadAlgorithm
+	default:
+		return ReasonMalformed
+	}
+}
+
+// errorOf is the one table from what can go wrong on the authentication path
+// to the *Error the caller sees: an *Error as it is; a refusal or a failure
+// reported by a dependency (the signing keys, Clerk's Backend API, the
+// Provisioner); and anything else as INTERNAL, its detail kept as the cause
+// for logs. The first matching row wins.
+func errorOf(err error) *Error {
+	var (
+		e       *Error
+		refusal *jwtError
+		retry   *provision.UnavailableError
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &e):
+		return e
+
+	// The credential is not good: UNAUTHENTICATED.
+	case errors.As(err, &refusal):
+		return unauthenticated(refusal.reason(), nil)
+	case errors.Is(err, clerk.ErrUnknownKey):
+		return unauthenticated(ReasonUnknownKey, err)
+	case errors.Is(err, clerk.ErrInvalidToken):
+		return unauthenticated(ReasonRevoked, err)
+	case errors.Is(err, provision.ErrBadSubject):
+		return unauthenticated(ReasonBadSubject, err)
+	case errors.Is(err, provision.ErrUnknownUser):
+		return unauthenticated(ReasonUnknownUser, err)
+	case errors.Is(err, provision.ErrDeletedUser):
+		return unauthenticated(ReasonDeletedUser, err)
+
+	// The signing keys could not be had: UNAVAILABLE with RetryInfo, or the
+	// caller's own deadline or cancellation.
+	case errors.Is(err, errKeySource) && isContextError(err):
+		return callerGone(ReasonKeysUnavailable, err)
+	case errors.Is(err, errKeySource) && errors.Is(err, clerk.ErrUnavailable):
+		return unavailable(ReasonKeysUnavailable, time.Second, err)
+
+	// Clerk's Backend API did not answer: UNAVAILABLE with RetryInfo, or the
+	// caller's own deadline or cancellation when it stopped waiting first.
+	case errors.Is(err, errMachineTokens) &&
+		(errors.Is(err, clerk.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)):
+		return unavailable(ReasonClerkUnavailable, time.Second, err)
+	case errors.As(err, &retry):
+		return unavailable(ReasonClerkUnavailable, retry.RetryAfter, err)
+	case (errors.Is(err, errClerkWait) || errors.Is(err, provision.ErrClerkUnavailable)) && isContextError(err):
+		return callerGone(ReasonClerkUnavailable, err)
+	}
+	return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}
+}
+
+func isContextError(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// The constructors of *Error, for the decisions the package makes itself and
+// for the rows of errorOf.
+
+func unauthenticated(reason string, cause error) *Error {
+	return &Error{Code: codes.Unauthenticated, Reason: reason, Err: cause}
+}
+
+func permissionDenied(reason string) *Error {
+	return &Error{Code: codes.PermissionDenied, Reason: reason}
+}
+
+func invalidArgument(reason string) *Error {
+	return &Error{Code: codes.InvalidArgument, Reason: reason}
+}
+
+func unavailable(reason string, retryAfter time.Duration, cause error) *Error {
+	return &Error{Code: codes.Unavailable, Reason: reason, RetryAfter: retryAfter, Err: cause}
+}
+
+// callerGone reports the caller's own deadline or cancellation, err, met
+// while waiting for the dependency reason names.
+func callerGone(reason string, err error) *Error {
+	code := codes.Canceled
+	if errors.Is(err, context.DeadlineExceeded) {
+		code = codes.DeadlineExceeded
+	}
+	return &Error{Code: code, Reason: reason, Err: err}
 }

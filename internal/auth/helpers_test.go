@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -183,8 +184,9 @@ func (f *fakeService) DeleteProject(ctx context.Context, _ *gatehousev1.DeletePr
 	return &gatehousev1.DeleteProjectResponse{}, nil
 }
 
-// testServer is a gRPC server on an in-memory listener with the
-// Authenticator's interceptors, the health service and fakeService.
+// testServer is a gRPC server on an in-memory listener authenticating with
+// the Authenticator's AuthFunc, as production does, in front of the health
+// service and fakeService.
 type testServer struct {
 	auth     *Authenticator
 	svc      *fakeService
@@ -213,8 +215,8 @@ func startServer(t *testing.T, e *env, machines bool) *testServer {
 		t.Fatal(err)
 	}
 	srv := grpc.NewServer(
-		grpc.ChainUnaryInterceptor(a.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(a.StreamServerInterceptor()),
+		grpc.ChainUnaryInterceptor(grpcauth.UnaryServerInterceptor(a.AuthFunc)),
+		grpc.ChainStreamInterceptor(grpcauth.StreamServerInterceptor(a.AuthFunc)),
 	)
 	svc := &fakeService{}
 	gatehousev1.RegisterUserServiceServer(srv, svc)

@@ -5,12 +5,11 @@ import (
 	"errors"
 	"strings"
 
-	middleware "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -25,8 +24,13 @@ const (
 
 // Provisioner makes sure a verified user exists locally (first-sight
 // creation for users the webhooks have not mirrored yet), and refuses
-// deleted ones. Errors should be *Error (see NewError); any other error is
-// reported to the caller as INTERNAL.
+// deleted ones. *provision.Provisioner implements it.
+//
+// EnsureUser's refusals are provision.ErrDeletedUser,
+// provision.ErrUnknownUser and provision.ErrBadSubject (UNAUTHENTICATED), and
+// provision.ErrClerkUnavailable: UNAVAILABLE with RetryInfo as a
+// *provision.UnavailableError, the caller's DEADLINE_EXCEEDED or CANCELED
+// when it wraps a context error. Any other error is INTERNAL.
 type Provisioner interface {
 	EnsureUser(ctx context.Context, p *viewer.Principal) error
 }
@@ -34,9 +38,15 @@ type Provisioner interface {
 // RoleSource tells a user's role in an organization as the webhooks have
 // mirrored it ("" when there is no live membership). It stands in for the
 // role when a session token names an organization but carries no role.
+// *provision.Provisioner implements it. Any error is INTERNAL.
 type RoleSource interface {
 	MembershipRole(ctx context.Context, orgID, userID string) (string, error)
 }
+
+var (
+	_ Provisioner = (*provision.Provisioner)(nil)
+	_ RoleSource  = (*provision.Provisioner)(nil)
+)
 
 // Config configures an Authenticator.
 type Config struct {
@@ -125,7 +135,10 @@ func (a *Authenticator) Authenticate(ctx context.Context, fullMethod string) (co
 }
 
 // AuthFunc is Authenticate in go-grpc-middleware's auth.AuthFunc shape,
-// taking the method from grpc.Method(ctx).
+// taking the method from grpc.Method(ctx). Install it with that package's
+// UnaryServerInterceptor and StreamServerInterceptor, which return its error
+// unchanged. They call a service's AuthFuncOverride instead, if it has one:
+// no Gatehouse service may, or its calls would skip the access rules.
 func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	method, ok := grpc.Method(ctx)
 	if !ok {
@@ -158,7 +171,7 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		}
 		g, err := a.machines.grant(ctx, token)
 		if err != nil {
-			return nil, asError(err)
+			return nil, errorOf(err)
 		}
 		if !rule.AllowMachines {
 			return nil, permissionDenied(ReasonMachineNotAllowed)
@@ -168,22 +181,22 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 			return nil, terr
 		}
 		if p, err = g.principal(tenant); err != nil {
-			return nil, asError(err)
+			return nil, errorOf(err)
 		}
 	} else {
 		var err error
 		if p, err = a.sessions.Verify(ctx, token); err != nil {
-			return nil, asError(err)
+			return nil, errorOf(err)
 		}
 		if a.provisioner != nil {
 			if err := a.provisioner.EnsureUser(ctx, p); err != nil {
-				return nil, asError(err)
+				return nil, errorOf(err)
 			}
 		}
 		if p.OrgID != "" && p.OrgRole == "" && a.roles != nil {
 			role, err := a.roles.MembershipRole(ctx, p.OrgID, p.Subject)
 			if err != nil {
-				return nil, asError(err)
+				return nil, errorOf(err)
 			}
 			if role != "" {
 				p = a.sessions.withRole(p, role)
@@ -194,30 +207,6 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		return nil, permissionDenied(ReasonMissingPermission)
 	}
 	return p, nil
-}
-
-// UnaryServerInterceptor authenticates unary calls (see Authenticate).
-func (a *Authenticator) UnaryServerInterceptor() grpc.UnaryServerInterceptor {
-	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-		ctx, err := a.Authenticate(ctx, info.FullMethod)
-		if err != nil {
-			return nil, err
-		}
-		return handler(ctx, req)
-	}
-}
-
-// StreamServerInterceptor authenticates streaming calls (see Authenticate).
-func (a *Authenticator) StreamServerInterceptor() grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		ctx, err := a.Authenticate(ss.Context(), info.FullMethod)
-		if err != nil {
-			return err
-		}
-		wrapped := middleware.WrapServerStream(ss)
-		wrapped.WrappedContext = ctx
-		return handler(srv, wrapped)
-	}
 }
 
 // bearerToken extracts the token from the values of the authorization
@@ -265,16 +254,4 @@ func tenantHeader(values []string) (string, *Error) {
 	default:
 		return "", invalidArgument(ReasonBadTenant)
 	}
-}
-
-// asError returns err as an *Error; anything else is INTERNAL, or the
-// caller's own deadline or cancellation.
-func asError(err error) *Error {
-	if e, ok := errors.AsType[*Error](err); ok {
-		return e
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return ctxError(err, ReasonInternal)
-	}
-	return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}
 }

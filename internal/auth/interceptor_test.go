@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -16,6 +17,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -173,7 +175,7 @@ func TestInterceptorSessions(t *testing.T) {
 	})
 	t.Run("provisioner errors reach the caller", func(t *testing.T) {
 		s.prov.mu.Lock()
-		s.prov.err = NewError(codes.Unauthenticated, ReasonDeletedUser, nil)
+		s.prov.err = provision.ErrDeletedUser
 		s.prov.mu.Unlock()
 		defer func() { s.prov.mu.Lock(); s.prov.err = nil; s.prov.mu.Unlock() }()
 		_, err := s.users.GetMe(outgoing(t, bearer(personal)...), &gatehousev1.GetMeRequest{})
@@ -344,7 +346,8 @@ func TestInterceptorMachines(t *testing.T) {
 		token := e.mintMachine(t, clerkemu.Machine{TTL: time.Hour})
 		dead := newEnv(t, envOptions{}) // a verifier whose Clerk has gone away
 		dead.srv.Close()
-		_, err := dead.machines.Verify(context.Background(), token, "org_acme")
+		md := metadata.Pairs(AuthorizationKey, "Bearer "+token, TenantKey, "org_acme")
+		_, err := startServer(t, dead, true).auth.Authenticate(metadata.NewIncomingContext(context.Background(), md), "/gatehouse.v1.ProjectService/ListProjects")
 		wantAuthError(t, err, codes.Unavailable, ReasonClerkUnavailable, token)
 	})
 }
@@ -393,11 +396,24 @@ type fakeStream struct {
 
 func (f fakeStream) Context() context.Context { return f.ctx }
 
+// methodStream is the transport stream grpc-go puts in a call's context, as
+// far as grpc.Method reads it.
+type methodStream struct {
+	grpc.ServerTransportStream
+	method string
+}
+
+func (m methodStream) Method() string { return m.method }
+
 func TestStreamServerInterceptor(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	s := startServer(t, e, true)
-	intercept := s.auth.StreamServerInterceptor()
-	info := &grpc.StreamServerInfo{FullMethod: "/gatehouse.v1.UserService/GetMe"}
+	intercept := grpcauth.StreamServerInterceptor(s.auth.AuthFunc)
+	const method = "/gatehouse.v1.UserService/GetMe"
+	info := &grpc.StreamServerInfo{FullMethod: method}
+	call := func(md metadata.MD) context.Context {
+		return grpc.NewContextWithServerTransportStream(metadata.NewIncomingContext(context.Background(), md), methodStream{method: method})
+	}
 	var got *viewer.Principal
 	handler := func(_ any, ss grpc.ServerStream) error {
 		got, _ = viewer.FromContext(ss.Context())
@@ -405,8 +421,7 @@ func TestStreamServerInterceptor(t *testing.T) {
 	}
 
 	token := e.mint(t, clerkemu.Session{UserID: testUser})
-	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(AuthorizationKey, "Bearer "+token))
-	if err := intercept(nil, fakeStream{ctx: ctx}, info, handler); err != nil {
+	if err := intercept(nil, fakeStream{ctx: call(metadata.Pairs(AuthorizationKey, "Bearer "+token))}, info, handler); err != nil {
 		t.Fatal(err)
 	}
 	if got == nil || got.Subject != testUser {
@@ -414,9 +429,16 @@ func TestStreamServerInterceptor(t *testing.T) {
 	}
 
 	got = nil
-	err := intercept(nil, fakeStream{ctx: context.Background()}, info, handler)
+	err := intercept(nil, fakeStream{ctx: call(nil)}, info, handler)
 	wantStatus(t, err, codes.Unauthenticated, "invalid token: missing_token", "")
 	if got != nil {
 		t.Errorf("handler ran without a token")
+	}
+
+	// A context without the method grpc-go records is denied, token or not.
+	err = intercept(nil, fakeStream{ctx: metadata.NewIncomingContext(context.Background(), metadata.Pairs(AuthorizationKey, "Bearer "+token))}, info, handler)
+	wantStatus(t, err, codes.PermissionDenied, "permission denied: no_access_rule", token)
+	if got != nil {
+		t.Errorf("handler ran without a method")
 	}
 }

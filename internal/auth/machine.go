@@ -3,14 +3,12 @@ package auth
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/singleflight"
-	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
@@ -93,24 +91,9 @@ func NewMachineVerifier(cfg MachineConfig) *MachineVerifier {
 	}
 }
 
-// Verify verifies token and returns a KindMachine principal in tenantID
-// holding org:projects:read, and nothing more.
-//
-// Errors are *Error: UNAUTHENTICATED when Clerk rejects the token (revoked,
-// expired or unknown), INVALID_ARGUMENT when tenantID is empty or malformed,
-// PERMISSION_DENIED when the token's "tenants" claim does not list tenantID,
-// UNAVAILABLE when Clerk cannot answer, DEADLINE_EXCEEDED or CANCELED when
-// ctx ends first.
-func (v *MachineVerifier) Verify(ctx context.Context, token, tenantID string) (*viewer.Principal, error) {
-	g, err := v.grant(ctx, token)
-	if err != nil {
-		return nil, err
-	}
-	return g.principal(tenantID)
-}
-
 // grant returns Clerk's answer for token, from the cache or from one request
-// shared by every concurrent caller presenting the same token.
+// shared by every concurrent caller presenting the same token. Its errors are
+// for errorOf.
 func (v *MachineVerifier) grant(ctx context.Context, token string) (*machineGrant, error) {
 	if !strings.HasPrefix(token, MachineTokenPrefix) || len(token) > maxTokenLen {
 		return nil, unauthenticated(ReasonMalformed, nil)
@@ -139,10 +122,10 @@ func (v *MachineVerifier) grant(ctx context.Context, token string) (*machineGran
 	})
 	select {
 	case <-ctx.Done():
-		return nil, ctxError(ctx.Err(), ReasonClerkUnavailable)
+		return nil, fmt.Errorf("verify machine token: %w: %w", errClerkWait, ctx.Err())
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, machineError(res.Err)
+			return nil, fmt.Errorf("%w: %w", errMachineTokens, res.Err)
 		}
 		g := res.Val.(*machineGrant)
 		if g.subject == "" {
@@ -200,24 +183,4 @@ func (g *machineGrant) principal(tenantID string) (*viewer.Principal, error) {
 		p.OrgID = tenantID
 	}
 	return p, nil
-}
-
-func machineError(err error) *Error {
-	switch {
-	case errors.Is(err, clerk.ErrInvalidToken):
-		return unauthenticated(ReasonRevoked, err)
-	case errors.Is(err, clerk.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		return &Error{Code: codes.Unavailable, Reason: ReasonClerkUnavailable, RetryAfter: time.Second, Err: err}
-	default:
-		return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: fmt.Errorf("verify machine token: %w", err)}
-	}
-}
-
-// ctxError reports the caller's own deadline or cancellation.
-func ctxError(err error, reason string) *Error {
-	code := codes.Canceled
-	if errors.Is(err, context.DeadlineExceeded) {
-		code = codes.DeadlineExceeded
-	}
-	return &Error{Code: code, Reason: reason, Err: err}
 }

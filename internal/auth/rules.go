@@ -86,16 +86,6 @@ func (r Rules) Lookup(fullMethod string) (Rule, bool) {
 	return Rule{}, false
 }
 
-// Methods lists the loaded full method names, sorted.
-func (r Rules) Methods() []string {
-	names := make([]string, 0, len(r.byMethod))
-	for name := range r.byMethod {
-		names = append(names, name)
-	}
-	slices.Sort(names)
-	return names
-}
-
 func ruleOf(md protoreflect.MethodDescriptor) (Rule, bool) {
 	opts := md.Options()
 	if opts == nil || !proto.HasExtension(opts, gatehousev1.E_Access) {

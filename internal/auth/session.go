@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -13,8 +12,6 @@ import (
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
 	clerkjwt "github.com/clerk/clerk-sdk-go/v2/jwt"
 	"github.com/go-jose/go-jose/v3"
-	josejwt "github.com/go-jose/go-jose/v3/jwt"
-	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
@@ -189,7 +186,7 @@ func (v *SessionVerifier) Verify(ctx context.Context, token string) (*viewer.Pri
 	}
 	p, err := v.verify(ctx, token, now)
 	if err != nil {
-		return nil, err
+		return nil, errorOf(err)
 	}
 	v.cache.put(token, p, minTime(p.ExpiresAt, now.Add(v.cacheTTL)), now)
 	return p, nil
@@ -225,7 +222,7 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 
 	key, err := v.keys.Key(ctx, h.kid)
 	if err != nil {
-		return nil, keyError(err)
+		return nil, fmt.Errorf("%w: %w", errKeySource, err)
 	}
 
 	extra := &sessionExtra{}
@@ -238,7 +235,7 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 		CustomClaimsConstructor: func(context.Context) any { return extra },
 	})
 	if err != nil {
-		return nil, sdkError(err)
+		return nil, &jwtError{err}
 	}
 
 	switch {
@@ -359,45 +356,6 @@ func readHeader(token string) (header, bool) {
 		}
 	}
 	return h, true
-}
-
-// keyError maps a KeySource failure.
-func keyError(err error) *Error {
-	switch {
-	case errors.Is(err, clerk.ErrUnknownKey):
-		return unauthenticated(ReasonUnknownKey, err)
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return ctxError(err, ReasonKeysUnavailable)
-	case errors.Is(err, clerk.ErrUnavailable):
-		return &Error{Code: codes.Unavailable, Reason: ReasonKeysUnavailable, RetryAfter: time.Second, Err: err}
-	default:
-		return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}
-	}
-}
-
-// sdkError maps a clerk-sdk-go jwt.Verify failure. go-jose's errors are
-// sentinels; the SDK's own are plain strings, matched by prefix (a test
-// pins each one).
-func sdkError(err error) *Error {
-	switch {
-	case errors.Is(err, josejwt.ErrExpired):
-		return unauthenticated(ReasonExpired, nil)
-	case errors.Is(err, josejwt.ErrNotValidYet), errors.Is(err, josejwt.ErrIssuedInTheFuture):
-		return unauthenticated(ReasonNotYetValid, nil)
-	case errors.Is(err, jose.ErrCryptoFailure):
-		return unauthenticated(ReasonBadSignature, nil)
-	}
-	// These messages quote claim values chosen by the token's author, so
-	// the cause is dropped rather than kept for logs.
-	msg := err.Error()
-	switch {
-	case strings.HasPrefix(msg, "invalid issuer"):
-		return unauthenticated(ReasonWrongIssuer, nil)
-	case strings.HasPrefix(msg, "invalid signing algorithm"):
-		return unauthenticated(ReasonBadAlgorithm, nil)
-	default:
-		return unauthenticated(ReasonMalformed, nil)
-	}
 }
 
 // validUserID reports whether id looks like a Clerk user id (user_…).

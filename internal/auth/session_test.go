@@ -15,7 +15,6 @@ import (
 	josejwt "github.com/go-jose/go-jose/v3/jwt"
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
@@ -385,32 +384,4 @@ func TestKeyRotation(t *testing.T) {
 	old := e.mint(t, clerkemu.Session{UserID: testUser, KeyID: oldKID, SigningKey: emulatorKey()})
 	_, err = e.sessions.Verify(ctx, old)
 	wantAuthError(t, err, codes.Unauthenticated, ReasonUnknownKey, old)
-}
-
-func TestErrorStatus(t *testing.T) {
-	tests := []struct {
-		err      *Error
-		wantCode codes.Code
-		wantMsg  string
-		retry    bool
-	}{
-		{unauthenticated(ReasonExpired, errors.New("detail")), codes.Unauthenticated, "invalid token: expired", false},
-		{permissionDenied(ReasonMissingPermission), codes.PermissionDenied, "permission denied: missing_permission", false},
-		{invalidArgument(ReasonMissingTenant), codes.InvalidArgument, "invalid request: missing_tenant", false},
-		{&Error{Code: codes.Unavailable, Reason: ReasonClerkUnavailable, RetryAfter: time.Second}, codes.Unavailable, "authentication unavailable: clerk_unavailable", true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.wantMsg, func(t *testing.T) {
-			st, ok := status.FromError(tt.err)
-			if !ok {
-				t.Fatal("status.FromError: not a status")
-			}
-			if st.Code() != tt.wantCode || st.Message() != tt.wantMsg {
-				t.Errorf("status = %v %q, want %v %q", st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
-			}
-			if got := len(st.Details()) == 1; got != tt.retry {
-				t.Errorf("RetryInfo present = %v, want %v", got, tt.retry)
-			}
-		})
-	}
 }

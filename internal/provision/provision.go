@@ -8,6 +8,10 @@
 // however many calls race) and inserted so that a concurrent webhook insert,
 // or a tombstone, always wins. Without a Backend API (CLERK_JWT_KEY only) the
 // row is created from the token's subject alone, for the webhooks to fill in.
+//
+// Refusals are this package's sentinel errors (ErrDeletedUser, ErrUnknownUser,
+// ErrClerkUnavailable, …); the auth package chooses the status each one
+// shows the caller.
 package provision
 
 import (
@@ -20,12 +24,10 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
-	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
-	"github.com/gatehouse-dev/gatehouse/internal/auth"
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -37,10 +39,42 @@ type UserSource interface {
 	User(ctx context.Context, id string) (*clerk.User, error)
 }
 
+var _ UserSource = (*clerk.Client)(nil)
+
+// The refusals of EnsureUser. Any other error it returns is a failure of the
+// store, or of Clerk's answer, that the caller can do nothing about.
 var (
-	_ UserSource       = (*clerk.Client)(nil)
-	_ auth.Provisioner = (*Provisioner)(nil)
+	// ErrBadSubject: the principal's subject is not a Clerk user id.
+	ErrBadSubject = errors.New("provision: subject is not a user id")
+	// ErrUnknownUser: Clerk does not know the user.
+	ErrUnknownUser = errors.New("provision: user unknown to Clerk")
+	// ErrDeletedUser: the user was deleted (the row is a tombstone), and is
+	// not brought back.
+	ErrDeletedUser = errors.New("provision: user deleted")
+	// ErrClerkUnavailable: Clerk's answer could not be had. When Clerk could
+	// not answer, the error is an *UnavailableError saying when to retry;
+	// when the caller's context ended first, it wraps the context's error
+	// too.
+	ErrClerkUnavailable = errors.New("provision: Clerk unavailable")
 )
+
+// UnavailableError is ErrClerkUnavailable when Clerk could not answer: it was
+// unreachable, failed, limited the rate, or did not answer within the fetch
+// timeout.
+type UnavailableError struct {
+	// RetryAfter is the delay to suggest before trying again
+	// (Options.RetryAfter).
+	RetryAfter time.Duration
+	// Err is the cause.
+	Err error
+}
+
+func (e *UnavailableError) Error() string {
+	return ErrClerkUnavailable.Error() + ": " + e.Err.Error()
+}
+
+// Unwrap returns ErrClerkUnavailable and the cause.
+func (e *UnavailableError) Unwrap() []error { return []error{ErrClerkUnavailable, e.Err} }
 
 const (
 	defaultLiveTTL    = 5 * time.Second
@@ -113,17 +147,18 @@ func New(client *ent.Client, users UserSource, opts Options) *Provisioner {
 // EnsureUser makes sure the user p names exists and is not deleted. It does
 // nothing for principals other than users.
 //
-// Errors are *auth.Error: UNAUTHENTICATED with reason "deleted_user" for a
-// tombstoned user (never resurrected) or "unknown_user" for one Clerk does
-// not know; UNAVAILABLE with RetryInfo when Clerk cannot answer;
-// DEADLINE_EXCEEDED or CANCELED when ctx ends first; INTERNAL otherwise.
+// It returns ErrDeletedUser for a tombstoned user (never resurrected),
+// ErrUnknownUser for one Clerk does not know, ErrBadSubject for a subject
+// that is not a user id, and ErrClerkUnavailable when Clerk cannot answer
+// (an *UnavailableError) or ctx ends first (wrapping ctx's error); any other
+// error is a failure to hide from the caller.
 func (pv *Provisioner) EnsureUser(ctx context.Context, p *viewer.Principal) error {
 	if p == nil || p.Kind != viewer.KindUser {
 		return nil
 	}
 	id := p.Subject
 	if !strings.HasPrefix(id, "user_") || !viewer.ValidTenantID(id) {
-		return auth.NewError(codes.Unauthenticated, auth.ReasonBadSubject, nil)
+		return ErrBadSubject
 	}
 	if _, ok := pv.LiveUser(id); ok {
 		return nil
@@ -138,11 +173,7 @@ func (pv *Provisioner) EnsureUser(ctx context.Context, p *viewer.Principal) erro
 	})
 	select {
 	case <-ctx.Done():
-		code := codes.Canceled
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			code = codes.DeadlineExceeded
-		}
-		return &auth.Error{Code: code, Reason: auth.ReasonClerkUnavailable, Err: ctx.Err()}
+		return fmt.Errorf("provision user %s: %w: %w", id, ErrClerkUnavailable, ctx.Err())
 	case res := <-ch:
 		return res.Err
 	}
@@ -163,11 +194,11 @@ func (pv *Provisioner) ensure(ctx context.Context, id string) error {
 		u, err := pv.users.User(ctx, id)
 		switch {
 		case errors.Is(err, clerk.ErrNotFound):
-			return auth.NewError(codes.Unauthenticated, auth.ReasonUnknownUser, err)
+			return fmt.Errorf("provision user %s: %w: %w", id, ErrUnknownUser, err)
 		case errors.Is(err, clerk.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-			return &auth.Error{Code: codes.Unavailable, Reason: auth.ReasonClerkUnavailable, RetryAfter: pv.retryAfter, Err: err}
+			return &UnavailableError{RetryAfter: pv.retryAfter, Err: err}
 		case err != nil:
-			return auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: %w", id, err))
+			return fmt.Errorf("provision user %s: %w", id, err)
 		}
 		create.
 			SetEmail(u.Email).
@@ -183,13 +214,13 @@ func (pv *Provisioner) ensure(ctx context.Context, id string) error {
 	// sql.ErrNoRows.
 	err := create.OnConflictColumns(user.FieldID).DoNothing().Exec(sys)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: insert: %w", id, err))
+		return fmt.Errorf("provision user %s: insert: %w", id, err)
 	}
 	// Read back: the row that won may be a tombstone.
 	if done, err := pv.check(sys, id); done || err != nil {
 		return err
 	}
-	return auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: row missing after insert", id))
+	return fmt.Errorf("provision user %s: row missing after insert", id)
 }
 
 // check looks the user up: done when the row exists (with an error if it
@@ -200,10 +231,10 @@ func (pv *Provisioner) check(sys context.Context, id string) (done bool, err err
 	case ent.IsNotFound(err):
 		return false, nil
 	case err != nil:
-		return true, auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("provision user %s: look up: %w", id, err))
+		return true, fmt.Errorf("provision user %s: look up: %w", id, err)
 	case u.DeletedAt != nil:
 		pv.Forget(id)
-		return true, auth.NewError(codes.Unauthenticated, auth.ReasonDeletedUser, nil)
+		return true, ErrDeletedUser
 	}
 	pv.remember(u)
 	return true, nil
@@ -265,9 +296,7 @@ func (pv *Provisioner) MembershipRole(ctx context.Context, orgID, userID string)
 	case ent.IsNotFound(err):
 		return "", nil
 	case err != nil:
-		return "", auth.NewError(codes.Internal, auth.ReasonInternal, fmt.Errorf("look up the role of %s in %s: %w", userID, orgID, err))
+		return "", fmt.Errorf("look up the role of %s in %s: %w", userID, orgID, err)
 	}
 	return m.Role, nil
 }
-
-var _ auth.RoleSource = (*Provisioner)(nil)

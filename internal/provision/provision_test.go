@@ -13,12 +13,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
-	"github.com/gatehouse-dev/gatehouse/internal/auth"
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
@@ -84,16 +80,12 @@ func getUser(t *testing.T, s *store.Store, id string) *ent.User {
 	return u
 }
 
-// wantError checks err's status code and its message's reason.
-func wantError(t *testing.T, err error, code codes.Code, reason string) {
+// wantError checks that err is the refusal want (auth maps each to the
+// status the caller sees).
+func wantError(t *testing.T, err, want error) {
 	t.Helper()
-	st, _ := status.FromError(err)
-	if st.Code() != code || !strings.HasSuffix(st.Message(), ": "+reason) {
-		t.Errorf("error = %v %q, want %v …%s", st.Code(), st.Message(), code, reason)
-	}
-	var ae *auth.Error
-	if !errors.As(err, &ae) || ae.Reason != reason {
-		t.Errorf("error %v is not an *auth.Error with reason %q (cause: %v)", err, reason, errors.Unwrap(err))
+	if !errors.Is(err, want) {
+		t.Errorf("error = %v, want %v", err, want)
 	}
 }
 
@@ -196,16 +188,10 @@ func TestEnsureUserClerkUnavailable(t *testing.T) {
 		api.emu.SetUsersStatus(http.StatusServiceUnavailable)
 		p := provision.New(s.Client, api.client, provision.Options{})
 		err := p.EnsureUser(context.Background(), principal("user_ada"))
-		wantError(t, err, codes.Unavailable, auth.ReasonClerkUnavailable)
-		st, _ := status.FromError(err)
-		var retry *errdetails.RetryInfo
-		for _, d := range st.Details() {
-			if r, ok := d.(*errdetails.RetryInfo); ok {
-				retry = r
-			}
-		}
-		if retry == nil || retry.GetRetryDelay().AsDuration() != time.Second {
-			t.Errorf("details = %v, want RetryInfo of 1s", st.Details())
+		wantError(t, err, provision.ErrClerkUnavailable)
+		var unavailable *provision.UnavailableError
+		if !errors.As(err, &unavailable) || unavailable.RetryAfter != time.Second {
+			t.Errorf("error = %v, want an *UnavailableError suggesting a retry after 1s", err)
 		}
 		if getUser(t, s, "user_ada") != nil {
 			t.Errorf("a row was written although Clerk was unavailable")
@@ -229,7 +215,7 @@ func TestEnsureUserRefusals(t *testing.T) {
 
 		t.Run("unknown user", func(t *testing.T) {
 			err := p.EnsureUser(context.Background(), principal("user_nobody"))
-			wantError(t, err, codes.Unauthenticated, auth.ReasonUnknownUser)
+			wantError(t, err, provision.ErrUnknownUser)
 			if getUser(t, s, "user_nobody") != nil {
 				t.Errorf("a row was written for an unknown user")
 			}
@@ -244,7 +230,7 @@ func TestEnsureUserRefusals(t *testing.T) {
 			before := getUser(t, s, "user_gone")
 			fetches := api.fetches.Load()
 			err := p.EnsureUser(context.Background(), principal("user_gone"))
-			wantError(t, err, codes.Unauthenticated, auth.ReasonDeletedUser)
+			wantError(t, err, provision.ErrDeletedUser)
 			if diff := cmp.Diff(before, getUser(t, s, "user_gone"), rowOpts); diff != "" {
 				t.Errorf("tombstone changed (-before +after):\n%s", diff)
 			}
@@ -264,7 +250,7 @@ func TestEnsureUserRefusals(t *testing.T) {
 			})
 			p := provision.New(s.Client, tombstoning, provision.Options{})
 			err := p.EnsureUser(context.Background(), principal("user_racer"))
-			wantError(t, err, codes.Unauthenticated, auth.ReasonDeletedUser)
+			wantError(t, err, provision.ErrDeletedUser)
 			got := getUser(t, s, "user_racer")
 			if got.DeletedAt == nil || got.Email != "" {
 				t.Errorf("row = %+v, want the tombstone untouched", got)
@@ -300,7 +286,7 @@ func TestEnsureUserRefusals(t *testing.T) {
 			}
 			clk.Advance(5 * time.Second)
 			err := p.EnsureUser(context.Background(), principal("user_later"))
-			wantError(t, err, codes.Unauthenticated, auth.ReasonDeletedUser)
+			wantError(t, err, provision.ErrDeletedUser)
 		})
 
 		t.Run("machines are not provisioned", func(t *testing.T) {
@@ -340,8 +326,9 @@ func TestEnsureUserCallerDeadline(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	err := p.EnsureUser(ctx, principal("user_slow"))
-	if status.Code(err) != codes.DeadlineExceeded {
-		t.Errorf("error = %v, want DeadlineExceeded", err)
+	var unavailable *provision.UnavailableError
+	if !errors.Is(err, provision.ErrClerkUnavailable) || !errors.Is(err, context.DeadlineExceeded) || errors.As(err, &unavailable) {
+		t.Errorf("error = %v, want ErrClerkUnavailable wrapping the caller's deadline", err)
 	}
 	if d := time.Since(start); d > 400*time.Millisecond {
 		t.Errorf("EnsureUser waited %v past the caller's deadline", d)

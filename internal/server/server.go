@@ -140,9 +140,6 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// GRPC returns the gRPC server, for its service info.
-func (s *Server) GRPC() *grpc.Server { return s.grpc }
-
 // ServeGRPC serves gRPC on lis until ctx ends, then reports NOT_SERVING to
 // health checks and drains in-flight calls (cutting them after
 // ShutdownTimeout).
