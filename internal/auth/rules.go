@@ -98,7 +98,7 @@ func ruleOf(md protoreflect.MethodDescriptor) (Rule, bool) {
 	return Rule{
 		Public:        ar.GetPublic(),
 		Permissions:   slices.Clone(ar.GetPermissions()),
-		AllowMachines: ar.GetAllowMachines(),
+		AllowMachines: ar.GetAllowMachines() || slices.Contains(ar.GetCredentials(), gatehousev1.CredentialKind_CREDENTIAL_KIND_M2M),
 	}, true
 }
 

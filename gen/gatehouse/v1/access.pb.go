@@ -22,6 +22,69 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// CredentialKind is one of the four kinds of credential Clerk issues.
+type CredentialKind int32
+
+const (
+	CredentialKind_CREDENTIAL_KIND_UNSPECIFIED CredentialKind = 0
+	// A session token: a signed-in user, in their active organization or
+	// personal tenant.
+	CredentialKind_CREDENTIAL_KIND_SESSION CredentialKind = 1
+	// A machine (M2M) token, opaque (mt_…) or a JWT; the machine names its
+	// tenant in x-gatehouse-tenant.
+	CredentialKind_CREDENTIAL_KIND_M2M CredentialKind = 2
+	// An API key (ak_…) of a user or of an organization.
+	CredentialKind_CREDENTIAL_KIND_API_KEY CredentialKind = 3
+	// An OAuth access token, opaque (oat_…) or a JWT, held by an app or agent
+	// acting for a user.
+	CredentialKind_CREDENTIAL_KIND_OAUTH CredentialKind = 4
+)
+
+// Enum value maps for CredentialKind.
+var (
+	CredentialKind_name = map[int32]string{
+		0: "CREDENTIAL_KIND_UNSPECIFIED",
+		1: "CREDENTIAL_KIND_SESSION",
+		2: "CREDENTIAL_KIND_M2M",
+		3: "CREDENTIAL_KIND_API_KEY",
+		4: "CREDENTIAL_KIND_OAUTH",
+	}
+	CredentialKind_value = map[string]int32{
+		"CREDENTIAL_KIND_UNSPECIFIED": 0,
+		"CREDENTIAL_KIND_SESSION":     1,
+		"CREDENTIAL_KIND_M2M":         2,
+		"CREDENTIAL_KIND_API_KEY":     3,
+		"CREDENTIAL_KIND_OAUTH":       4,
+	}
+)
+
+func (x CredentialKind) Enum() *CredentialKind {
+	p := new(CredentialKind)
+	*p = x
+	return p
+}
+
+func (x CredentialKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CredentialKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_gatehouse_v1_access_proto_enumTypes[0].Descriptor()
+}
+
+func (CredentialKind) Type() protoreflect.EnumType {
+	return &file_gatehouse_v1_access_proto_enumTypes[0]
+}
+
+func (x CredentialKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CredentialKind.Descriptor instead.
+func (CredentialKind) EnumDescriptor() ([]byte, []int) {
+	return file_gatehouse_v1_access_proto_rawDescGZIP(), []int{0}
+}
+
 // AccessRule declares who may call an RPC. Every RPC of every Gatehouse
 // service carries one; the server refuses to start if one does not.
 type AccessRule struct {
@@ -30,8 +93,15 @@ type AccessRule struct {
 	Public bool `protobuf:"varint,1,opt,name=public,proto3" json:"public,omitempty"`
 	// The caller needs all of these permissions in its active tenant.
 	Permissions []string `protobuf:"bytes,2,rep,name=permissions,proto3" json:"permissions,omitempty"`
-	// Clerk machine (M2M) tokens may call the RPC.
+	// Clerk machine (M2M) tokens may call the RPC: the same as listing
+	// CREDENTIAL_KIND_M2M in credentials.
 	AllowMachines bool `protobuf:"varint,3,opt,name=allow_machines,json=allowMachines,proto3" json:"allow_machines,omitempty"`
+	// The kinds of credential that may call the RPC; any other kind is
+	// PERMISSION_DENIED. Empty means sessions only.
+	Credentials []CredentialKind `protobuf:"varint,4,rep,packed,name=credentials,proto3,enum=gatehouse.v1.CredentialKind" json:"credentials,omitempty"`
+	// The caller must act for a user: an organization's API key (or a
+	// machine) is PERMISSION_DENIED even where its kind is listed.
+	RequireUser   bool `protobuf:"varint,5,opt,name=require_user,json=requireUser,proto3" json:"require_user,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -87,6 +157,20 @@ func (x *AccessRule) GetAllowMachines() bool {
 	return false
 }
 
+func (x *AccessRule) GetCredentials() []CredentialKind {
+	if x != nil {
+		return x.Credentials
+	}
+	return nil
+}
+
+func (x *AccessRule) GetRequireUser() bool {
+	if x != nil {
+		return x.RequireUser
+	}
+	return false
+}
+
 var file_gatehouse_v1_access_proto_extTypes = []protoimpl.ExtensionInfo{
 	{
 		ExtendedType:  (*descriptorpb.MethodOptions)(nil),
@@ -110,12 +194,20 @@ var File_gatehouse_v1_access_proto protoreflect.FileDescriptor
 
 const file_gatehouse_v1_access_proto_rawDesc = "" +
 	"\n" +
-	"\x19gatehouse/v1/access.proto\x12\fgatehouse.v1\x1a google/protobuf/descriptor.proto\"m\n" +
+	"\x19gatehouse/v1/access.proto\x12\fgatehouse.v1\x1a google/protobuf/descriptor.proto\"\xd0\x01\n" +
 	"\n" +
 	"AccessRule\x12\x16\n" +
 	"\x06public\x18\x01 \x01(\bR\x06public\x12 \n" +
 	"\vpermissions\x18\x02 \x03(\tR\vpermissions\x12%\n" +
-	"\x0eallow_machines\x18\x03 \x01(\bR\rallowMachines:R\n" +
+	"\x0eallow_machines\x18\x03 \x01(\bR\rallowMachines\x12>\n" +
+	"\vcredentials\x18\x04 \x03(\x0e2\x1c.gatehouse.v1.CredentialKindR\vcredentials\x12!\n" +
+	"\frequire_user\x18\x05 \x01(\bR\vrequireUser*\x9f\x01\n" +
+	"\x0eCredentialKind\x12\x1f\n" +
+	"\x1bCREDENTIAL_KIND_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17CREDENTIAL_KIND_SESSION\x10\x01\x12\x17\n" +
+	"\x13CREDENTIAL_KIND_M2M\x10\x02\x12\x1b\n" +
+	"\x17CREDENTIAL_KIND_API_KEY\x10\x03\x12\x19\n" +
+	"\x15CREDENTIAL_KIND_OAUTH\x10\x04:R\n" +
 	"\x06access\x12\x1e.google.protobuf.MethodOptions\x18\xa2\x90\x03 \x01(\v2\x18.gatehouse.v1.AccessRuleR\x06accessBAZ?github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1;gatehousev1b\x06proto3"
 
 var (
@@ -130,19 +222,22 @@ func file_gatehouse_v1_access_proto_rawDescGZIP() []byte {
 	return file_gatehouse_v1_access_proto_rawDescData
 }
 
+var file_gatehouse_v1_access_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_gatehouse_v1_access_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_gatehouse_v1_access_proto_goTypes = []any{
-	(*AccessRule)(nil),                 // 0: gatehouse.v1.AccessRule
-	(*descriptorpb.MethodOptions)(nil), // 1: google.protobuf.MethodOptions
+	(CredentialKind)(0),                // 0: gatehouse.v1.CredentialKind
+	(*AccessRule)(nil),                 // 1: gatehouse.v1.AccessRule
+	(*descriptorpb.MethodOptions)(nil), // 2: google.protobuf.MethodOptions
 }
 var file_gatehouse_v1_access_proto_depIdxs = []int32{
-	1, // 0: gatehouse.v1.access:extendee -> google.protobuf.MethodOptions
-	0, // 1: gatehouse.v1.access:type_name -> gatehouse.v1.AccessRule
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	1, // [1:2] is the sub-list for extension type_name
-	0, // [0:1] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	0, // 0: gatehouse.v1.AccessRule.credentials:type_name -> gatehouse.v1.CredentialKind
+	2, // 1: gatehouse.v1.access:extendee -> google.protobuf.MethodOptions
+	1, // 2: gatehouse.v1.access:type_name -> gatehouse.v1.AccessRule
+	3, // [3:3] is the sub-list for method output_type
+	3, // [3:3] is the sub-list for method input_type
+	2, // [2:3] is the sub-list for extension type_name
+	1, // [1:2] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_gatehouse_v1_access_proto_init() }
@@ -155,13 +250,14 @@ func file_gatehouse_v1_access_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gatehouse_v1_access_proto_rawDesc), len(file_gatehouse_v1_access_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   1,
 			NumExtensions: 1,
 			NumServices:   0,
 		},
 		GoTypes:           file_gatehouse_v1_access_proto_goTypes,
 		DependencyIndexes: file_gatehouse_v1_access_proto_depIdxs,
+		EnumInfos:         file_gatehouse_v1_access_proto_enumTypes,
 		MessageInfos:      file_gatehouse_v1_access_proto_msgTypes,
 		ExtensionInfos:    file_gatehouse_v1_access_proto_extTypes,
 	}.Build()

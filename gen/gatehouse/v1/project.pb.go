@@ -7,6 +7,7 @@
 package gatehousev1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
@@ -651,7 +652,7 @@ var File_gatehouse_v1_project_proto protoreflect.FileDescriptor
 
 const file_gatehouse_v1_project_proto_rawDesc = "" +
 	"\n" +
-	"\x1agatehouse/v1/project.proto\x12\fgatehouse.v1\x1a\x19gatehouse/v1/access.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n" +
+	"\x1agatehouse/v1/project.proto\x12\fgatehouse.v1\x1a\x19gatehouse/v1/access.proto\x1a\x1cgoogle/api/annotations.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb6\x02\n" +
 	"\aProject\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x19\n" +
@@ -691,14 +692,14 @@ const file_gatehouse_v1_project_proto_rawDesc = "" +
 	"\rProjectStatus\x12\x1e\n" +
 	"\x1aPROJECT_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15PROJECT_STATUS_ACTIVE\x10\x01\x12\x1b\n" +
-	"\x17PROJECT_STATUS_ARCHIVED\x10\x022\xcd\x04\n" +
-	"\x0eProjectService\x12s\n" +
-	"\rCreateProject\x12\".gatehouse.v1.CreateProjectRequest\x1a#.gatehouse.v1.CreateProjectResponse\"\x19\x92\x82\x19\x15\x12\x13org:projects:create\x12j\n" +
+	"\x17PROJECT_STATUS_ARCHIVED\x10\x022\xf0\x05\n" +
+	"\x0eProjectService\x12\x8f\x01\n" +
+	"\rCreateProject\x12\".gatehouse.v1.CreateProjectRequest\x1a#.gatehouse.v1.CreateProjectResponse\"5\x92\x82\x19\x1a\x12\x13org:projects:create\"\x03\x01\x03\x04\x82\xd3\xe4\x93\x02\x11:\x01*\"\f/v1/projects\x12\x87\x01\n" +
 	"\n" +
-	"GetProject\x12\x1f.gatehouse.v1.GetProjectRequest\x1a .gatehouse.v1.GetProjectResponse\"\x19\x92\x82\x19\x15\x12\x11org:projects:read\x18\x01\x12p\n" +
-	"\fListProjects\x12!.gatehouse.v1.ListProjectsRequest\x1a\".gatehouse.v1.ListProjectsResponse\"\x19\x92\x82\x19\x15\x12\x11org:projects:read\x18\x01\x12s\n" +
-	"\rUpdateProject\x12\".gatehouse.v1.UpdateProjectRequest\x1a#.gatehouse.v1.UpdateProjectResponse\"\x19\x92\x82\x19\x15\x12\x13org:projects:update\x12s\n" +
-	"\rDeleteProject\x12\".gatehouse.v1.DeleteProjectRequest\x1a#.gatehouse.v1.DeleteProjectResponse\"\x19\x92\x82\x19\x15\x12\x13org:projects:deleteBAZ?github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1;gatehousev1b\x06proto3"
+	"GetProject\x12\x1f.gatehouse.v1.GetProjectRequest\x1a .gatehouse.v1.GetProjectResponse\"6\x92\x82\x19\x19\x12\x11org:projects:read\"\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x13\x12\x11/v1/projects/{id}\x12\x88\x01\n" +
+	"\fListProjects\x12!.gatehouse.v1.ListProjectsRequest\x1a\".gatehouse.v1.ListProjectsResponse\"1\x92\x82\x19\x19\x12\x11org:projects:read\"\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x0e\x12\f/v1/projects\x12\xa2\x01\n" +
+	"\rUpdateProject\x12\".gatehouse.v1.UpdateProjectRequest\x1a#.gatehouse.v1.UpdateProjectResponse\"H\x92\x82\x19\x1a\x12\x13org:projects:update\"\x03\x01\x03\x04\x82\xd3\xe4\x93\x02$:\aproject2\x19/v1/projects/{project.id}\x12\x91\x01\n" +
+	"\rDeleteProject\x12\".gatehouse.v1.DeleteProjectRequest\x1a#.gatehouse.v1.DeleteProjectResponse\"7\x92\x82\x19\x1a\x12\x13org:projects:delete\"\x03\x01\x03\x04\x82\xd3\xe4\x93\x02\x13*\x11/v1/projects/{id}BAZ?github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1;gatehousev1b\x06proto3"
 
 var (
 	file_gatehouse_v1_project_proto_rawDescOnce sync.Once

@@ -7,6 +7,7 @@
 package gatehousev1
 
 import (
+	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -117,7 +118,7 @@ func (x *User) GetUpdateTime() *timestamppb.Timestamp {
 	return nil
 }
 
-// Session describes the tenant a call acts in.
+// Session describes the tenant a call acts in, and with what credential.
 type Session struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The active organization id, or the user's own id in a personal tenant.
@@ -128,7 +129,10 @@ type Session struct {
 	// a personal tenant.
 	OrganizationRole string `protobuf:"bytes,3,opt,name=organization_role,json=organizationRole,proto3" json:"organization_role,omitempty"`
 	// The effective permissions in the tenant, sorted.
-	Permissions   []string `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	Permissions []string `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	// The kind of credential the call was made with: "session", "api_key" or
+	// "oauth".
+	Credential    string `protobuf:"bytes,5,opt,name=credential,proto3" json:"credential,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -189,6 +193,13 @@ func (x *Session) GetPermissions() []string {
 		return x.Permissions
 	}
 	return nil
+}
+
+func (x *Session) GetCredential() string {
+	if x != nil {
+		return x.Credential
+	}
+	return ""
 }
 
 type GetMeRequest struct {
@@ -479,7 +490,7 @@ var File_gatehouse_v1_user_proto protoreflect.FileDescriptor
 
 const file_gatehouse_v1_user_proto_rawDesc = "" +
 	"\n" +
-	"\x17gatehouse/v1/user.proto\x12\fgatehouse.v1\x1a\x19gatehouse/v1/access.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n" +
+	"\x17gatehouse/v1/user.proto\x12\fgatehouse.v1\x1a\x19gatehouse/v1/access.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xff\x01\n" +
 	"\x04User\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05email\x18\x02 \x01(\tR\x05email\x12\x1d\n" +
@@ -490,12 +501,15 @@ const file_gatehouse_v1_user_proto_rawDesc = "" +
 	"\vcreate_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12;\n" +
 	"\vupdate_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x9e\x01\n" +
+	"updateTime\"\xbe\x01\n" +
 	"\aSession\x12\x1b\n" +
 	"\ttenant_id\x18\x01 \x01(\tR\btenantId\x12'\n" +
 	"\x0forganization_id\x18\x02 \x01(\tR\x0eorganizationId\x12+\n" +
 	"\x11organization_role\x18\x03 \x01(\tR\x10organizationRole\x12 \n" +
-	"\vpermissions\x18\x04 \x03(\tR\vpermissions\"\x0e\n" +
+	"\vpermissions\x18\x04 \x03(\tR\vpermissions\x12\x1e\n" +
+	"\n" +
+	"credential\x18\x05 \x01(\tR\n" +
+	"credential\"\x0e\n" +
 	"\fGetMeRequest\"h\n" +
 	"\rGetMeResponse\x12&\n" +
 	"\x04user\x18\x01 \x01(\v2\x12.gatehouse.v1.UserR\x04user\x12/\n" +
@@ -510,11 +524,11 @@ const file_gatehouse_v1_user_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"e\n" +
 	"\x11ListUsersResponse\x12(\n" +
 	"\x05users\x18\x01 \x03(\v2\x12.gatehouse.v1.UserR\x05users\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xfb\x01\n" +
-	"\vUserService\x12F\n" +
-	"\x05GetMe\x12\x1a.gatehouse.v1.GetMeRequest\x1a\x1b.gatehouse.v1.GetMeResponse\"\x04\x92\x82\x19\x00\x12N\n" +
-	"\aGetUser\x12\x1c.gatehouse.v1.GetUserRequest\x1a\x1d.gatehouse.v1.GetUserResponse\"\x06\x92\x82\x19\x02\x18\x01\x12T\n" +
-	"\tListUsers\x12\x1e.gatehouse.v1.ListUsersRequest\x1a\x1f.gatehouse.v1.ListUsersResponse\"\x06\x92\x82\x19\x02\x18\x01BAZ?github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1;gatehousev1b\x06proto3"
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xbf\x02\n" +
+	"\vUserService\x12[\n" +
+	"\x05GetMe\x12\x1a.gatehouse.v1.GetMeRequest\x1a\x1b.gatehouse.v1.GetMeResponse\"\x19\x92\x82\x19\a\"\x03\x01\x03\x04(\x01\x82\xd3\xe4\x93\x02\b\x12\x06/v1/me\x12h\n" +
+	"\aGetUser\x12\x1c.gatehouse.v1.GetUserRequest\x1a\x1d.gatehouse.v1.GetUserResponse\" \x92\x82\x19\x06\"\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\x10\x12\x0e/v1/users/{id}\x12i\n" +
+	"\tListUsers\x12\x1e.gatehouse.v1.ListUsersRequest\x1a\x1f.gatehouse.v1.ListUsersResponse\"\x1b\x92\x82\x19\x06\"\x04\x01\x02\x03\x04\x82\xd3\xe4\x93\x02\v\x12\t/v1/usersBAZ?github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1;gatehousev1b\x06proto3"
 
 var (
 	file_gatehouse_v1_user_proto_rawDescOnce sync.Once

@@ -2,8 +2,8 @@
 // @generated from file gatehouse/v1/access.proto (package gatehouse.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenExtension, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, extDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
 import type { MethodOptions } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_descriptor } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file gatehouse/v1/access.proto.
  */
 export const file_gatehouse_v1_access: GenFile = /*@__PURE__*/
-  fileDesc("ChlnYXRlaG91c2UvdjEvYWNjZXNzLnByb3RvEgxnYXRlaG91c2UudjEiSQoKQWNjZXNzUnVsZRIOCgZwdWJsaWMYASABKAgSEwoLcGVybWlzc2lvbnMYAiADKAkSFgoOYWxsb3dfbWFjaGluZXMYAyABKAg6UgoGYWNjZXNzEh4uZ29vZ2xlLnByb3RvYnVmLk1ldGhvZE9wdGlvbnMYopADIAEoCzIYLmdhdGVob3VzZS52MS5BY2Nlc3NSdWxlUgZhY2Nlc3NCQVo/Z2l0aHViLmNvbS9nYXRlaG91c2UtZGV2L2dhdGVob3VzZS9nZW4vZ2F0ZWhvdXNlL3YxO2dhdGVob3VzZXYxYgZwcm90bzM", [file_google_protobuf_descriptor]);
+  fileDesc("ChlnYXRlaG91c2UvdjEvYWNjZXNzLnByb3RvEgxnYXRlaG91c2UudjEikgEKCkFjY2Vzc1J1bGUSDgoGcHVibGljGAEgASgIEhMKC3Blcm1pc3Npb25zGAIgAygJEhYKDmFsbG93X21hY2hpbmVzGAMgASgIEjEKC2NyZWRlbnRpYWxzGAQgAygOMhwuZ2F0ZWhvdXNlLnYxLkNyZWRlbnRpYWxLaW5kEhQKDHJlcXVpcmVfdXNlchgFIAEoCCqfAQoOQ3JlZGVudGlhbEtpbmQSHwobQ1JFREVOVElBTF9LSU5EX1VOU1BFQ0lGSUVEEAASGwoXQ1JFREVOVElBTF9LSU5EX1NFU1NJT04QARIXChNDUkVERU5USUFMX0tJTkRfTTJNEAISGwoXQ1JFREVOVElBTF9LSU5EX0FQSV9LRVkQAxIZChVDUkVERU5USUFMX0tJTkRfT0FVVEgQBDpSCgZhY2Nlc3MSHi5nb29nbGUucHJvdG9idWYuTWV0aG9kT3B0aW9ucxiikAMgASgLMhguZ2F0ZWhvdXNlLnYxLkFjY2Vzc1J1bGVSBmFjY2Vzc0JBWj9naXRodWIuY29tL2dhdGVob3VzZS1kZXYvZ2F0ZWhvdXNlL2dlbi9nYXRlaG91c2UvdjE7Z2F0ZWhvdXNldjFiBnByb3RvMw", [file_google_protobuf_descriptor]);
 
 /**
  * AccessRule declares who may call an RPC. Every RPC of every Gatehouse
@@ -36,11 +36,28 @@ export type AccessRule = Message<"gatehouse.v1.AccessRule"> & {
   permissions: string[];
 
   /**
-   * Clerk machine (M2M) tokens may call the RPC.
+   * Clerk machine (M2M) tokens may call the RPC: the same as listing
+   * CREDENTIAL_KIND_M2M in credentials.
    *
    * @generated from field: bool allow_machines = 3;
    */
   allowMachines: boolean;
+
+  /**
+   * The kinds of credential that may call the RPC; any other kind is
+   * PERMISSION_DENIED. Empty means sessions only.
+   *
+   * @generated from field: repeated gatehouse.v1.CredentialKind credentials = 4;
+   */
+  credentials: CredentialKind[];
+
+  /**
+   * The caller must act for a user: an organization's API key (or a
+   * machine) is PERMISSION_DENIED even where its kind is listed.
+   *
+   * @generated from field: bool require_user = 5;
+   */
+  requireUser: boolean;
 };
 
 /**
@@ -49,6 +66,55 @@ export type AccessRule = Message<"gatehouse.v1.AccessRule"> & {
  */
 export const AccessRuleSchema: GenMessage<AccessRule> = /*@__PURE__*/
   messageDesc(file_gatehouse_v1_access, 0);
+
+/**
+ * CredentialKind is one of the four kinds of credential Clerk issues.
+ *
+ * @generated from enum gatehouse.v1.CredentialKind
+ */
+export enum CredentialKind {
+  /**
+   * @generated from enum value: CREDENTIAL_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A session token: a signed-in user, in their active organization or
+   * personal tenant.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_SESSION = 1;
+   */
+  SESSION = 1,
+
+  /**
+   * A machine (M2M) token, opaque (mt_…) or a JWT; the machine names its
+   * tenant in x-gatehouse-tenant.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_M2M = 2;
+   */
+  M2M = 2,
+
+  /**
+   * An API key (ak_…) of a user or of an organization.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_API_KEY = 3;
+   */
+  API_KEY = 3,
+
+  /**
+   * An OAuth access token, opaque (oat_…) or a JWT, held by an app or agent
+   * acting for a user.
+   *
+   * @generated from enum value: CREDENTIAL_KIND_OAUTH = 4;
+   */
+  OAUTH = 4,
+}
+
+/**
+ * Describes the enum gatehouse.v1.CredentialKind.
+ */
+export const CredentialKindSchema: GenEnum<CredentialKind> = /*@__PURE__*/
+  enumDesc(file_gatehouse_v1_access, 0);
 
 /**
  * The access rule of the RPC.

@@ -5,6 +5,7 @@
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_gatehouse_v1_access } from "./access_pb.js";
+import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -13,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file gatehouse/v1/user.proto.
  */
 export const file_gatehouse_v1_user: GenFile = /*@__PURE__*/
-  fileDesc("ChdnYXRlaG91c2UvdjEvdXNlci5wcm90bxIMZ2F0ZWhvdXNlLnYxIr0BCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhIKCmZpcnN0X25hbWUYAyABKAkSEQoJbGFzdF9uYW1lGAQgASgJEhEKCWltYWdlX3VybBgFIAEoCRIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImUKB1Nlc3Npb24SEQoJdGVuYW50X2lkGAEgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgCIAEoCRIZChFvcmdhbml6YXRpb25fcm9sZRgDIAEoCRITCgtwZXJtaXNzaW9ucxgEIAMoCSIOCgxHZXRNZVJlcXVlc3QiWQoNR2V0TWVSZXNwb25zZRIgCgR1c2VyGAEgASgLMhIuZ2F0ZWhvdXNlLnYxLlVzZXISJgoHc2Vzc2lvbhgCIAEoCzIVLmdhdGVob3VzZS52MS5TZXNzaW9uIhwKDkdldFVzZXJSZXF1ZXN0EgoKAmlkGAEgASgJIjMKD0dldFVzZXJSZXNwb25zZRIgCgR1c2VyGAEgASgLMhIuZ2F0ZWhvdXNlLnYxLlVzZXIiOQoQTGlzdFVzZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCSJPChFMaXN0VXNlcnNSZXNwb25zZRIhCgV1c2VycxgBIAMoCzISLmdhdGVob3VzZS52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTL7AQoLVXNlclNlcnZpY2USRgoFR2V0TWUSGi5nYXRlaG91c2UudjEuR2V0TWVSZXF1ZXN0GhsuZ2F0ZWhvdXNlLnYxLkdldE1lUmVzcG9uc2UiBJKCGQASTgoHR2V0VXNlchIcLmdhdGVob3VzZS52MS5HZXRVc2VyUmVxdWVzdBodLmdhdGVob3VzZS52MS5HZXRVc2VyUmVzcG9uc2UiBpKCGQIYARJUCglMaXN0VXNlcnMSHi5nYXRlaG91c2UudjEuTGlzdFVzZXJzUmVxdWVzdBofLmdhdGVob3VzZS52MS5MaXN0VXNlcnNSZXNwb25zZSIGkoIZAhgBQkFaP2dpdGh1Yi5jb20vZ2F0ZWhvdXNlLWRldi9nYXRlaG91c2UvZ2VuL2dhdGVob3VzZS92MTtnYXRlaG91c2V2MWIGcHJvdG8z", [file_gatehouse_v1_access, file_google_protobuf_timestamp]);
+  fileDesc("ChdnYXRlaG91c2UvdjEvdXNlci5wcm90bxIMZ2F0ZWhvdXNlLnYxIr0BCgRVc2VyEgoKAmlkGAEgASgJEg0KBWVtYWlsGAIgASgJEhIKCmZpcnN0X25hbWUYAyABKAkSEQoJbGFzdF9uYW1lGAQgASgJEhEKCWltYWdlX3VybBgFIAEoCRIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wInkKB1Nlc3Npb24SEQoJdGVuYW50X2lkGAEgASgJEhcKD29yZ2FuaXphdGlvbl9pZBgCIAEoCRIZChFvcmdhbml6YXRpb25fcm9sZRgDIAEoCRITCgtwZXJtaXNzaW9ucxgEIAMoCRISCgpjcmVkZW50aWFsGAUgASgJIg4KDEdldE1lUmVxdWVzdCJZCg1HZXRNZVJlc3BvbnNlEiAKBHVzZXIYASABKAsyEi5nYXRlaG91c2UudjEuVXNlchImCgdzZXNzaW9uGAIgASgLMhUuZ2F0ZWhvdXNlLnYxLlNlc3Npb24iHAoOR2V0VXNlclJlcXVlc3QSCgoCaWQYASABKAkiMwoPR2V0VXNlclJlc3BvbnNlEiAKBHVzZXIYASABKAsyEi5nYXRlaG91c2UudjEuVXNlciI5ChBMaXN0VXNlcnNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIk8KEUxpc3RVc2Vyc1Jlc3BvbnNlEiEKBXVzZXJzGAEgAygLMhIuZ2F0ZWhvdXNlLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMr8CCgtVc2VyU2VydmljZRJbCgVHZXRNZRIaLmdhdGVob3VzZS52MS5HZXRNZVJlcXVlc3QaGy5nYXRlaG91c2UudjEuR2V0TWVSZXNwb25zZSIZkoIZByIDAQMEKAGC0+STAggSBi92MS9tZRJoCgdHZXRVc2VyEhwuZ2F0ZWhvdXNlLnYxLkdldFVzZXJSZXF1ZXN0Gh0uZ2F0ZWhvdXNlLnYxLkdldFVzZXJSZXNwb25zZSIgkoIZBiIEAQIDBILT5JMCEBIOL3YxL3VzZXJzL3tpZH0SaQoJTGlzdFVzZXJzEh4uZ2F0ZWhvdXNlLnYxLkxpc3RVc2Vyc1JlcXVlc3QaHy5nYXRlaG91c2UudjEuTGlzdFVzZXJzUmVzcG9uc2UiG5KCGQYiBAECAwSC0+STAgsSCS92MS91c2Vyc0JBWj9naXRodWIuY29tL2dhdGVob3VzZS1kZXYvZ2F0ZWhvdXNlL2dlbi9nYXRlaG91c2UvdjE7Z2F0ZWhvdXNldjFiBnByb3RvMw", [file_gatehouse_v1_access, file_google_api_annotations, file_google_protobuf_timestamp]);
 
 /**
  * User is a Clerk user mirrored into Gatehouse.
@@ -69,7 +70,7 @@ export const UserSchema: GenMessage<User> = /*@__PURE__*/
   messageDesc(file_gatehouse_v1_user, 0);
 
 /**
- * Session describes the tenant a call acts in.
+ * Session describes the tenant a call acts in, and with what credential.
  *
  * @generated from message gatehouse.v1.Session
  */
@@ -102,6 +103,14 @@ export type Session = Message<"gatehouse.v1.Session"> & {
    * @generated from field: repeated string permissions = 4;
    */
   permissions: string[];
+
+  /**
+   * The kind of credential the call was made with: "session", "api_key" or
+   * "oauth".
+   *
+   * @generated from field: string credential = 5;
+   */
+  credential: string;
 };
 
 /**
