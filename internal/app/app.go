@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,14 +48,37 @@ type App struct {
 // failed) and its store is closed.
 func (a *App) Wait() error { return a.wait() }
 
+// Option adds to what Start builds beyond cfg.
+type Option func(*options)
+
+type options struct {
+	routes map[string]http.Handler
+}
+
+// WithHTTPRoute serves h at pattern (a ServeMux pattern) on the HTTP
+// listener, behind the same CORS policy as the API. gatehouse dev adds its
+// token endpoint this way; serve adds nothing.
+func WithHTTPRoute(pattern string, h http.Handler) Option {
+	return func(o *options) {
+		if o.routes == nil {
+			o.routes = map[string]http.Handler{}
+		}
+		o.routes[pattern] = h
+	}
+}
+
 // Start opens the store (migrating it if cfg.Migrate), builds every part from
 // cfg, binds both listeners and serves until ctx ends.
-func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	st, err := store.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
-	a, err := start(ctx, cfg, log, st)
+	a, err := start(ctx, cfg, log, st, o)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -65,7 +89,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, err
 // start builds Gatehouse on the open store, step by step: the keys, the
 // authenticator, the webhook receiver, the server with its handlers and
 // ready checks, then the listeners.
-func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.Store) (*App, error) {
+func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.Store, o options) (*App, error) {
 	if cfg.Migrate {
 		if err := st.Migrate(ctx); err != nil {
 			return nil, err
@@ -110,6 +134,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Webhooks: receiver,
 
 		ReadyChecks: readyChecks(st, keys, log),
+
+		AllowedOrigins: cfg.AuthorizedParties,
+		Routes:         o.routes,
 	})
 	if err != nil {
 		return nil, err

@@ -127,13 +127,10 @@ func Load(getenv Getenv) (*Config, error) {
 	}
 	c.Issuer = strings.TrimRight(issuer, "/")
 
-	for _, p := range SplitList(getenv("CLERK_AUTHORIZED_PARTIES")) {
-		if p = strings.TrimRight(p, "/"); p != "" {
-			if u, err := url.Parse(p); err != nil || u.Host == "" {
-				bad("CLERK_AUTHORIZED_PARTIES", "want origins like https://app.example.com, got %q", p)
-			}
-			c.AuthorizedParties = append(c.AuthorizedParties, p)
-		}
+	if ps, err := ParseOrigins(getenv("CLERK_AUTHORIZED_PARTIES")); err != nil {
+		bad("CLERK_AUTHORIZED_PARTIES", "%v", err)
+	} else {
+		c.AuthorizedParties = ps
 	}
 
 	if u, err := url.Parse(c.ClerkAPIURL); err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
@@ -190,6 +187,22 @@ func Load(getenv Getenv) (*Config, error) {
 		return c, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// ParseOrigins reads a comma-separated list of origins, as
+// CLERK_AUTHORIZED_PARTIES holds them ("https://app.example.com"), without
+// trailing slashes. The error names the first entry that is not one.
+func ParseOrigins(list string) ([]string, error) {
+	var origins []string
+	for _, p := range SplitList(list) {
+		if p = strings.TrimRight(p, "/"); p != "" {
+			if u, err := url.Parse(p); err != nil || u.Host == "" {
+				return nil, fmt.Errorf("want origins like https://app.example.com, got %q", p)
+			}
+			origins = append(origins, p)
+		}
+	}
+	return origins, nil
 }
 
 // Error lists every configuration problem.

@@ -1,7 +1,9 @@
 // Package server runs Gatehouse's two listeners: the gRPC API (with health and
 // reflection) and the HTTP side (Clerk webhooks, /healthz, /readyz,
-// /metrics). Each Serve method blocks until its context ends, then stops
-// gracefully: it stops accepting, drains in-flight calls, and returns.
+// /metrics, and the same API again for browsers and curl — Connect, gRPC-Web
+// and REST, through internal/httpapi, on the same grpc.Server). Each Serve
+// method blocks until its context ends, then stops gracefully: it stops
+// accepting, drains in-flight calls, and returns.
 package server
 
 import (
@@ -27,7 +29,13 @@ import (
 	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 )
+
+// MaxMessageBytes bounds a request message on both listeners (gRPC's
+// default max receive size, made explicit so that the HTTP side takes the
+// same): a larger one is RESOURCE_EXHAUSTED.
+const MaxMessageBytes = 4 << 20
 
 // ShutdownTimeout bounds how long a Serve method drains in-flight work after
 // its context ends before it cuts connections.
@@ -55,6 +63,13 @@ type Options struct {
 	Webhooks http.Handler
 	// ReadyChecks are run by /readyz; any error makes it answer 503.
 	ReadyChecks map[string]func(context.Context) error
+
+	// AllowedOrigins may call the API from a browser (CORS): the
+	// authorized parties. None: no CORS headers.
+	AllowedOrigins []string
+	// Routes are more HTTP routes (ServeMux patterns), behind the same CORS
+	// policy as the API: gatehouse dev's token endpoint. serve adds none.
+	Routes map[string]http.Handler
 }
 
 // Server holds both listeners' handlers.
@@ -94,6 +109,7 @@ func New(o Options) (*Server, error) {
 		return status.Error(codes.Internal, "internal error")
 	})
 	s.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(
 			metrics.UnaryServerInterceptor(),
 			logUnary(o.Logger),
@@ -120,7 +136,19 @@ func New(o Options) (*Server, error) {
 		s.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
 	}
 
+	// The API on the HTTP listener, under its own prefixes only: CORS
+	// never reaches the webhooks, health or metrics.
+	api, err := httpapi.New(s.grpc, httpapi.Options{MaxMessageBytes: MaxMessageBytes, AllowedOrigins: o.AllowedOrigins})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
+	for _, p := range api.Prefixes() {
+		mux.Handle(p, api)
+	}
+	for pattern, h := range o.Routes {
+		mux.Handle(pattern, httpapi.CORS(o.AllowedOrigins)(h))
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -128,8 +156,14 @@ func New(o Options) (*Server, error) {
 	mux.Handle("GET /readyz", readyHandler(o.ReadyChecks))
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Registry, promhttp.HandlerOpts{Registry: o.Registry}))
 	mux.Handle("/webhooks/clerk", o.Webhooks)
+	// HTTP/1.1 and HTTP/2 without TLS (h2c, with prior knowledge), for
+	// Connect and gRPC-Web over either; TLS is terminated in front.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	s.http = &http.Server{
 		Handler:           mux,
+		Protocols:         &protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,

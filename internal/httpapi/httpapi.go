@@ -1,0 +1,191 @@
+// Package httpapi serves Gatehouse's gRPC services on the HTTP listener too,
+// for browsers and curl: the Connect protocol (JSON and binary, HTTP/1.1 and
+// HTTP/2), gRPC-Web, and the JSON routes declared in the proto with
+// google.api.http (GET /v1/me, PATCH /v1/projects/{id}, …).
+//
+// It implements no handler of its own. Vanguard (connectrpc.com/vanguard)
+// turns each request into a gRPC call on the same *grpc.Server that serves
+// the gRPC listener, so every call passes the same interceptors — auth,
+// access rules, errors, metrics, logging — and reaches the same tenant-scoped
+// store. Vanguard also maps the result back: gRPC codes to HTTP statuses and
+// google.rpc.Status error bodies with their details, as the Connect protocol
+// and google.api.http transcoding define them.
+//
+// What this package adds around it: a bound on request and response messages
+// (the gRPC server's own limit), the update mask of a REST PATCH taken from
+// the body's fields when the query names none, and CORS for the browsers'
+// origins (the same list Clerk's azp is checked against).
+package httpapi
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"connectrpc.com/vanguard"
+	"connectrpc.com/vanguard/vanguardgrpc"
+	"google.golang.org/genproto/googleapis/api/annotations"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+)
+
+// Options configure New.
+type Options struct {
+	// MaxMessageBytes bounds each request and response message; set it to
+	// the gRPC server's max receive size so both listeners take the same.
+	// A larger request is RESOURCE_EXHAUSTED (HTTP 429 in Connect and REST,
+	// grpc-status 8 in gRPC-Web). Required.
+	MaxMessageBytes int
+	// AllowedOrigins may call from a browser (CORS). None: no CORS headers
+	// at all, so browsers refuse cross-origin calls.
+	AllowedOrigins []string
+}
+
+// API is the HTTP handler for every service registered on a grpc.Server.
+type API struct {
+	handler  http.Handler
+	prefixes []string
+}
+
+// New builds the API for the services registered on srv (register them
+// all first). It fails if a service's descriptor or HTTP rules cannot be
+// used.
+func New(srv *grpc.Server, o Options) (*API, error) {
+	if o.MaxMessageBytes <= 0 {
+		return nil, errors.New("httpapi: MaxMessageBytes is required")
+	}
+	transcoder, err := vanguardgrpc.NewTranscoder(srv,
+		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(o.MaxMessageBytes))))
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: %w", err)
+	}
+	services, err := descriptors(srv)
+	if err != nil {
+		return nil, err
+	}
+	h, err := withInferredMasks(services, transcoder, o.MaxMessageBytes)
+	if err != nil {
+		return nil, err
+	}
+	h = connectAtRPCPaths(services, h)
+	return &API{handler: CORS(o.AllowedOrigins)(h), prefixes: prefixes(services)}, nil
+}
+
+// connectAtRPCPaths marks a POST of JSON or binary protobuf to an RPC path
+// ("/gatehouse.v1.UserService/GetMe") as the Connect protocol's unary call
+// it is. Vanguard tells Connect from REST by the Connect-Protocol-Version
+// header, which Connect's clients send but a person with curl, following
+// Connect's own examples, leaves out; no REST route lives at an RPC path,
+// so the header adds nothing there.
+func connectAtRPCPaths(services []protoreflect.ServiceDescriptor, next http.Handler) http.Handler {
+	rpcPrefixes := make([]string, len(services))
+	for i, sd := range services {
+		rpcPrefixes[i] = "/" + string(sd.FullName()) + "/"
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" &&
+			isConnectUnaryType(r.Header.Get("Content-Type")) &&
+			slices.ContainsFunc(rpcPrefixes, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) }) {
+			r = r.Clone(r.Context())
+			r.Header.Set("Connect-Protocol-Version", "1")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func isConnectUnaryType(contentType string) bool {
+	mediaType, _, _ := strings.Cut(contentType, ";")
+	switch strings.TrimSpace(strings.ToLower(mediaType)) {
+	case "application/json", "application/proto":
+		return true
+	}
+	return false
+}
+
+// ServeHTTP serves a Connect, gRPC-Web or REST request.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+// Prefixes are the path prefixes the API answers under, for a ServeMux:
+// "/gatehouse.v1.UserService/" and the like for Connect and gRPC-Web, and
+// the first segment of each google.api.http route ("/v1/") for REST. Other
+// paths on the listener (webhooks, health, metrics) stay outside it, and so
+// outside CORS.
+func (a *API) Prefixes() []string { return slices.Clone(a.prefixes) }
+
+// descriptors looks up the descriptor of every service registered on srv.
+func descriptors(srv *grpc.Server) ([]protoreflect.ServiceDescriptor, error) {
+	var services []protoreflect.ServiceDescriptor
+	for name := range srv.GetServiceInfo() {
+		d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(name))
+		if err != nil {
+			return nil, fmt.Errorf("httpapi: service %s: %w", name, err)
+		}
+		sd, ok := d.(protoreflect.ServiceDescriptor)
+		if !ok {
+			return nil, fmt.Errorf("httpapi: %s is not a service", name)
+		}
+		services = append(services, sd)
+	}
+	slices.SortFunc(services, func(a, b protoreflect.ServiceDescriptor) int {
+		return strings.Compare(string(a.FullName()), string(b.FullName()))
+	})
+	return services, nil
+}
+
+func prefixes(services []protoreflect.ServiceDescriptor) []string {
+	var ps []string
+	add := func(p string) {
+		if !slices.Contains(ps, p) {
+			ps = append(ps, p)
+		}
+	}
+	for _, sd := range services {
+		add("/" + string(sd.FullName()) + "/")
+		for _, rule := range httpRules(sd) {
+			_, path := rulePattern(rule)
+			if seg, _, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/"); ok && seg != "" && !strings.ContainsAny(seg, "{*") {
+				add("/" + seg + "/")
+			}
+		}
+	}
+	return ps
+}
+
+// httpRules returns the google.api.http rules of sd's methods, additional
+// bindings included.
+func httpRules(sd protoreflect.ServiceDescriptor) []*annotations.HttpRule {
+	var rules []*annotations.HttpRule
+	methods := sd.Methods()
+	for i := range methods.Len() {
+		rule, ok := proto.GetExtension(methods.Get(i).Options(), annotations.E_Http).(*annotations.HttpRule)
+		if !ok || rule == nil {
+			continue
+		}
+		rules = append(rules, rule)
+		rules = append(rules, rule.GetAdditionalBindings()...)
+	}
+	return rules
+}
+
+// rulePattern returns a rule's HTTP method and path template.
+func rulePattern(rule *annotations.HttpRule) (method, path string) {
+	switch p := rule.GetPattern().(type) {
+	case *annotations.HttpRule_Get:
+		return http.MethodGet, p.Get
+	case *annotations.HttpRule_Post:
+		return http.MethodPost, p.Post
+	case *annotations.HttpRule_Put:
+		return http.MethodPut, p.Put
+	case *annotations.HttpRule_Patch:
+		return http.MethodPatch, p.Patch
+	case *annotations.HttpRule_Delete:
+		return http.MethodDelete, p.Delete
+	case *annotations.HttpRule_Custom:
+		return p.Custom.GetKind(), p.Custom.GetPath()
+	}
+	return "", ""
+}
