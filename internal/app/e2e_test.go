@@ -208,10 +208,12 @@ func TestHealthReflectionAndMetrics(t *testing.T) {
 	}
 }
 
-func TestGetMeProvisionsOnFirstSight(t *testing.T) {
+func TestGetMeProvisionsOnFirstSight(t *testing.T) { eachProtocol(t, testGetMeProvisionsOnFirstSight) }
+
+func testGetMeProvisionsOnFirstSight(t *testing.T, via protocol) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			g := start(t, dialect)
+			g := start(t, dialect).over(t, via)
 			tok := g.mint(t, clerkemu.Session{UserID: "user_first"})
 			resp, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
 			if err != nil {
@@ -228,8 +230,10 @@ func TestGetMeProvisionsOnFirstSight(t *testing.T) {
 	}
 }
 
-func TestProvisioningWhenClerkIsDown(t *testing.T) {
-	g := start(t, "sqlite")
+func TestProvisioningWhenClerkIsDown(t *testing.T) { eachProtocol(t, testProvisioningWhenClerkIsDown) }
+
+func testProvisioningWhenClerkIsDown(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	tok := g.mint(t, clerkemu.Session{UserID: "user_early"})
 	g.emu.SetUsersStatus(http.StatusServiceUnavailable)
 	_, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
@@ -250,7 +254,11 @@ func TestProvisioningWhenClerkIsDown(t *testing.T) {
 }
 
 func TestUnknownUserIsUnauthenticated(t *testing.T) {
-	g := start(t, "sqlite")
+	eachProtocol(t, testUnknownUserIsUnauthenticated)
+}
+
+func testUnknownUserIsUnauthenticated(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	tok, err := g.emu.MintSession(clerkemu.Session{UserID: "user_ghost"}) // not added to Clerk
 	if err != nil {
 		t.Fatal(err)
@@ -259,8 +267,10 @@ func TestUnknownUserIsUnauthenticated(t *testing.T) {
 	wantCode(t, err, codes.Unauthenticated)
 }
 
-func TestBadTokensAreUnauthenticated(t *testing.T) {
-	g := start(t, "sqlite")
+func TestBadTokensAreUnauthenticated(t *testing.T) { eachProtocol(t, testBadTokensAreUnauthenticated) }
+
+func testBadTokensAreUnauthenticated(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	other, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -374,10 +384,12 @@ func TestKeyRotationIsPickedUp(t *testing.T) {
 	}
 }
 
-func TestTenantIsolation(t *testing.T) {
+func TestTenantIsolation(t *testing.T) { eachProtocol(t, testTenantIsolation) }
+
+func testTenantIsolation(t *testing.T, via protocol) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			g := start(t, dialect)
+			g := start(t, dialect).over(t, via)
 			ctx := context.Background()
 			adminA := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_a", OrgID: "org_a", OrgRole: "org:admin"}))
 			adminB := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_b", OrgID: "org_b", OrgRole: "org:admin"}))
@@ -413,8 +425,10 @@ func TestTenantIsolation(t *testing.T) {
 	}
 }
 
-func TestPersonalTenantsAreSeparate(t *testing.T) {
-	g := start(t, "sqlite")
+func TestPersonalTenantsAreSeparate(t *testing.T) { eachProtocol(t, testPersonalTenantsAreSeparate) }
+
+func testPersonalTenantsAreSeparate(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	ctx := context.Background()
 	alice := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_alice"}))
 	bob := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_bob"}))
@@ -432,8 +446,10 @@ func TestPersonalTenantsAreSeparate(t *testing.T) {
 	wantCode(t, err, codes.NotFound)
 }
 
-func TestPermissions(t *testing.T) {
-	g := start(t, "sqlite")
+func TestPermissions(t *testing.T) { eachProtocol(t, testPermissions) }
+
+func testPermissions(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	ctx := context.Background()
 	member := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_m", OrgID: "org_p", OrgRole: "org:member"}))
 	admin := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_adm", OrgID: "org_p", OrgRole: "org:admin"}))
@@ -460,7 +476,11 @@ func TestPermissions(t *testing.T) {
 }
 
 func TestInvalidArgumentsCarryFieldViolations(t *testing.T) {
-	g := start(t, "sqlite")
+	eachProtocol(t, testInvalidArgumentsCarryFieldViolations)
+}
+
+func testInvalidArgumentsCarryFieldViolations(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	ctx := withToken(context.Background(), g.mint(t, clerkemu.Session{UserID: "user_v"}))
 	_, err := g.projects.CreateProject(ctx, &gatehousev1.CreateProjectRequest{Name: "   "})
 	wantCode(t, err, codes.InvalidArgument)
@@ -513,9 +533,13 @@ func TestGracefulShutdownDrains(t *testing.T) {
 // TestMembershipRoleStandsInForAMissingRole: a token naming an organization
 // but no role acts with the role the webhooks mirrored for the membership.
 func TestMembershipRoleStandsInForAMissingRole(t *testing.T) {
+	eachProtocol(t, testMembershipRoleStandsInForAMissingRole)
+}
+
+func testMembershipRoleStandsInForAMissingRole(t *testing.T, via protocol) {
 	for _, dialect := range storetest.Dialects {
 		t.Run(dialect, func(t *testing.T) {
-			g := start(t, dialect)
+			g := start(t, dialect).over(t, via)
 			ctx := context.Background()
 			noRole := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_r", OrgID: "org_r"}))
 			_, err := g.projects.CreateProject(noRole, &gatehousev1.CreateProjectRequest{Name: "x"})
@@ -558,8 +582,10 @@ func TestMembershipRoleStandsInForAMissingRole(t *testing.T) {
 // TestGetMeFollowsWebhooksAtOnce: GetMe serves the row auth has just
 // vouched for, but a user event applied on this server shows immediately,
 // and a deleted user's still-valid session is refused immediately.
-func TestGetMeFollowsWebhooksAtOnce(t *testing.T) {
-	g := start(t, "sqlite")
+func TestGetMeFollowsWebhooksAtOnce(t *testing.T) { eachProtocol(t, testGetMeFollowsWebhooksAtOnce) }
+
+func testGetMeFollowsWebhooksAtOnce(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	ctx := context.Background()
 	tok := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_w"}))
 	if _, err := g.users.GetMe(tok, &gatehousev1.GetMeRequest{}); err != nil {

@@ -14,8 +14,10 @@ import (
 
 // TestMachineTokens: a Clerk M2M token reads the tenant it names, only
 // through RPCs that allow machines, and only tenants its claims list.
-func TestMachineTokens(t *testing.T) {
-	g := start(t, "sqlite")
+func TestMachineTokens(t *testing.T) { eachProtocol(t, testMachineTokens) }
+
+func testMachineTokens(t *testing.T, via protocol) {
+	g := start(t, "sqlite").over(t, via)
 	ctx := context.Background()
 	for _, org := range []string{"org_one", "org_two"} {
 		admin := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_" + org[4:], OrgID: org, OrgRole: "org:admin"}))
