@@ -29,6 +29,12 @@ const (
 	devOrgID  = "org_dev"
 )
 
+// devOrigin is the browser origin dev allows by default
+// (CLERK_AUTHORIZED_PARTIES): where `npm start` serves examples/browser, a
+// Next.js dev server's usual address, and the azp of the emulator's
+// tokens.
+const devOrigin = "http://localhost:3000"
+
 func runDev(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("dev", stderr)
 	grpcAddr := fs.String("grpc", cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_GRPC_ADDR")), "127.0.0.1:50051"), "gRPC listen address (loopback only)")
@@ -36,6 +42,10 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	dir := fs.String("dir", devstate.Dir, "directory for the dev key, database and state")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	parties, err := config.ParseOrigins(cmp.Or(strings.TrimSpace(getenv("CLERK_AUTHORIZED_PARTIES")), devOrigin))
+	if err != nil {
+		return fmt.Errorf("CLERK_AUTHORIZED_PARTIES: %w", err)
 	}
 	for _, a := range []string{*grpcAddr, *httpAddr} {
 		if err := requireLoopback(a); err != nil {
@@ -75,6 +85,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 		HTTPAddr:            *httpAddr,
 		ClerkSecretKey:      emu.SecretKey(),
 		Issuer:              emu.Issuer(),
+		AuthorizedParties:   parties,
 		ClerkAPIURL:         emuURL + "/v1",
 		WebhookSecret:       emu.WebhookSecret(),
 		JWKSRefetchInterval: config.DefaultRefetchInterval,
@@ -86,7 +97,7 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err != nil {
 		return err
 	}
-	a, err := app.Start(ctx, cfg, log)
+	a, err := app.Start(ctx, cfg, log, app.WithHTTPRoute(devTokenPath, devTokenHandler(emu, devUserID, parties)))
 	if err != nil {
 		return err
 	}
@@ -94,19 +105,21 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	state := devstate.State{
 		GRPCAddr: a.GRPCAddr.String(), HTTPAddr: a.HTTPAddr.String(),
 		EmulatorURL: emuURL, SecretKey: emu.SecretKey(), WebhookSecret: emu.WebhookSecret(), Issuer: emu.Issuer(),
+		AuthorizedParties: parties,
 	}
 	if err := devstate.Write(*dir, state); err != nil {
 		return err
 	}
 	defer os.Remove(devstate.Path(*dir))
 
-	token, err := emu.MintSession(clerkemu.Session{UserID: devUserID, TTL: 12 * time.Hour})
+	token, err := emu.MintSession(clerkemu.Session{UserID: devUserID, AuthorizedParty: parties[0], TTL: 12 * time.Hour})
 	if err != nil {
 		return err
 	}
 	if err := devBanner.Execute(stdout, map[string]any{
 		"GRPC": a.GRPCAddr.String(), "HTTP": a.HTTPAddr.String(), "Emulator": emuURL,
 		"Issuer": emu.Issuer(), "Database": displayDSN(dsn), "Token": token, "User": devUserID, "Org": devOrgID,
+		"Origins": strings.Join(parties, ", "), "TokenPath": devTokenPath,
 	}); err != nil {
 		return err
 	}
@@ -116,7 +129,8 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 var devBanner = template.Must(template.New("banner").Parse(`
 Gatehouse dev is running: no Clerk account, no network.
   gRPC      {{.GRPC}}  (health and reflection need no token)
-  HTTP      http://{{.HTTP}}  (/healthz /readyz /metrics, POST /webhooks/clerk)
+  HTTP      http://{{.HTTP}}  (Connect, gRPC-Web and REST /v1/…; /healthz /readyz /metrics, POST /webhooks/clerk)
+  Browsers  CORS and azp allow {{.Origins}} (CLERK_AUTHORIZED_PARTIES); pages get tokens from POST http://{{.HTTP}}{{.TokenPath}}
   Clerk     emulator at {{.Emulator}}/v1, issuer {{.Issuer}}
   Database  {{.Database}}
 
@@ -131,6 +145,13 @@ go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" {{.GRPC}} gatehouse
 go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" -d '{"name": "My first project"}' {{.GRPC}} gatehouse.v1.ProjectService/CreateProject
 go tool grpcurl -plaintext -H "authorization: Bearer $TOKEN" {{.GRPC}} gatehouse.v1.ProjectService/ListProjects
 go tool grpcurl -plaintext {{.GRPC}} gatehouse.v1.UserService/GetMe    # no token: Unauthenticated
+
+Or with curl, over the Connect protocol and the REST routes:
+
+curl -H "authorization: Bearer $TOKEN" -H "content-type: application/json" -d '{}' http://{{.HTTP}}/gatehouse.v1.UserService/GetMe
+curl -H "authorization: Bearer $TOKEN" http://{{.HTTP}}/v1/me
+curl -H "authorization: Bearer $TOKEN" -H "content-type: application/json" -d '{"name": "From curl"}' http://{{.HTTP}}/v1/projects
+curl -H "authorization: Bearer $TOKEN" http://{{.HTTP}}/v1/projects
 
 More tokens (another user, an organization and role, a machine):
 go run ./cmd/gatehouse token --user user_alice --org {{.Org}} --role org:member

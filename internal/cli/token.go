@@ -50,6 +50,11 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		s.OrgID, s.OrgRole, s.Permissions = *org, *role, config.SplitList(*perms)
 	}
+	// The azp a browser would put there: the running dev server's first
+	// allowed origin, which it checks azp against.
+	if st, err := devstate.Read(*dir); err == nil && len(st.AuthorizedParties) > 0 {
+		s.AuthorizedParty = st.AuthorizedParties[0]
+	}
 	key, err := clerkemu.LoadOrCreateKey(devstate.KeyPath(*dir))
 	if err != nil {
 		return err

@@ -26,6 +26,9 @@ type State struct {
 	SecretKey     string `json:"secret_key"`
 	WebhookSecret string `json:"webhook_secret"`
 	Issuer        string `json:"issuer"`
+	// AuthorizedParties are the browser origins the dev server allows
+	// (CORS) and checks azp against; tokens minted for it carry the first.
+	AuthorizedParties []string `json:"authorized_parties,omitempty"`
 }
 
 // ErrNotRunning is Read's error when no `gatehouse dev` runs in the
