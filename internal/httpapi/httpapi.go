@@ -58,8 +58,13 @@ func New(srv *grpc.Server, o Options) (*API, error) {
 	if o.MaxMessageBytes <= 0 {
 		return nil, errors.New("httpapi: MaxMessageBytes is required")
 	}
-	transcoder, err := vanguardgrpc.NewTranscoder(srv,
-		vanguard.WithDefaultServiceOptions(vanguard.WithMaxMessageBufferBytes(uint32(o.MaxMessageBytes))))
+	transcoder, err := vanguardgrpc.NewTranscoder(srv, vanguard.WithDefaultServiceOptions(
+		vanguard.WithMaxMessageBufferBytes(uint32(o.MaxMessageBytes)),
+		// A query parameter that names no field is ignored, as
+		// cache-busters (?_=123) need; vanguard would otherwise answer
+		// UNKNOWN (500) rather than INVALID_ARGUMENT.
+		vanguard.WithRESTUnmarshalOptions(vanguard.RESTUnmarshalOptions{DiscardUnknownQueryParams: true}),
+	))
 	if err != nil {
 		return nil, fmt.Errorf("httpapi: %w", err)
 	}

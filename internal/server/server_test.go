@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
@@ -243,5 +245,82 @@ func TestShutdownDrainsInFlightCalls(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("server did not stop after draining")
+	}
+}
+
+// TestHTTPCallsSeeTheCallersAddress: a call over the HTTP listener carries
+// the caller's own address to the interceptors (peer.FromContext), as one
+// over gRPC does, so limits per caller address hold on every protocol.
+func TestHTTPCallsSeeTheCallersAddress(t *testing.T) {
+	peers := make(chan *peer.Peer, 1)
+	auth := server.Interceptors{
+		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			p, _ := peer.FromContext(ctx)
+			peers <- p
+			return nil, status.Error(codes.Unauthenticated, "no")
+		},
+		Stream: passThrough().Stream,
+	}
+	srv, err := server.New(server.Options{
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: prometheus.NewRegistry(),
+		Auth: auth, Errors: passThrough(), Users: &users{}, Projects: projects{}, Webhooks: http.NotFoundHandler(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.ServeHTTP(ctx, lis) }()
+	defer func() { cancel(); <-done }()
+
+	for _, tt := range []struct {
+		name, method, path, contentType string
+		body                            []byte
+	}{
+		{"Connect", "POST", "/gatehouse.v1.UserService/GetMe", "application/json", []byte("{}")},
+		{"gRPC-Web", "POST", "/gatehouse.v1.UserService/GetMe", "application/grpc-web+proto", []byte{0, 0, 0, 0, 0}},
+		{"REST", "GET", "/v1/me", "", nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// Each request on a fresh connection whose local address
+			// (the caller's, as the server sees it) is recorded.
+			var local net.Addr
+			client := &http.Client{Transport: &http.Transport{
+				DisableKeepAlives: true,
+				DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+					c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+					if err == nil {
+						local = c.LocalAddr()
+					}
+					return c, err
+				},
+			}}
+			req, _ := http.NewRequest(tt.method, "http://"+lis.Addr().String()+tt.path, bytes.NewReader(tt.body))
+			if tt.contentType != "" {
+				req.Header.Set("Content-Type", tt.contentType)
+			}
+			resp, err := client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			var p *peer.Peer
+			select {
+			case p = <-peers:
+			case <-time.After(5 * time.Second):
+				t.Fatalf("the call did not reach the interceptors (HTTP %d)", resp.StatusCode)
+			}
+			if p == nil || p.Addr == nil {
+				t.Fatal("no peer in the context")
+			}
+			if p.Addr.String() != local.String() || p.Addr.Network() != "tcp" {
+				t.Errorf("peer %s/%s, want the caller's %s/tcp", p.Addr.Network(), p.Addr, local)
+			}
+		})
 	}
 }
