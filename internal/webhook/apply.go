@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
+	"github.com/gatehouse-dev/gatehouse/ent/predicate"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
@@ -241,18 +242,9 @@ func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, inse
 
 func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result, error) {
 	cur, inserted, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
-		return tx.User.Create().
-			SetID(u.ID).
-			SetEmail(u.primaryEmail()).
-			SetFirstName(u.FirstName).
-			SetLastName(u.LastName).
-			SetImageURL(u.ImageURL).
-			SetCreatedAt(clerkTime(u.CreatedAt)).
-			SetUpdatedAt(clerkTime(u.UpdatedAt)).
-			SetClerkUpdatedAt(u.UpdatedAt).
-			OnConflictColumns(user.FieldID).
-			DoNothing().
-			Exec(ctx)
+		create := tx.User.Create().SetID(u.ID)
+		setUser(create.Mutation(), u)
+		return create.OnConflictColumns(user.FieldID).DoNothing().Exec(ctx)
 	})
 	switch {
 	case err != nil:
@@ -262,19 +254,24 @@ func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result,
 	case cur.DeletedAt != nil, !newer(u.UpdatedAt, cur.ClerkUpdatedAt):
 		return ResultStale, nil
 	}
-	err = tx.User.UpdateOneID(u.ID).
-		SetEmail(u.primaryEmail()).
-		SetFirstName(u.FirstName).
-		SetLastName(u.LastName).
-		SetImageURL(u.ImageURL).
-		SetCreatedAt(clerkTime(u.CreatedAt)).
-		SetUpdatedAt(clerkTime(u.UpdatedAt)).
-		SetClerkUpdatedAt(u.UpdatedAt).
-		Exec(ctx)
-	if err != nil {
+	update := tx.User.UpdateOneID(u.ID)
+	setUser(update.Mutation(), u)
+	if err := update.Exec(ctx); err != nil {
 		return "", err
 	}
 	return ResultApplied, nil
+}
+
+// setUser sets what a user.created or user.updated event says of the user:
+// the same columns whether the row is inserted or updated.
+func setUser(m *ent.UserMutation, u *clerkUser) {
+	m.SetEmail(u.primaryEmail())
+	m.SetFirstName(u.FirstName)
+	m.SetLastName(u.LastName)
+	m.SetImageURL(u.ImageURL)
+	m.SetCreatedAt(clerkTime(u.CreatedAt))
+	m.SetUpdatedAt(clerkTime(u.UpdatedAt))
+	m.SetClerkUpdatedAt(u.UpdatedAt)
 }
 
 // deleteUser tombstones the user (creating the tombstone if the user was
@@ -318,30 +315,17 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	if _, err := tx.Project.Delete().Where(project.TenantID(id)).Exec(ctx); err != nil {
 		return "", fmt.Errorf("delete personal projects: %w", err)
 	}
-	_, err = tx.Membership.Update().
-		Where(membership.UserID(id), membership.DeletedAtIsNil()).
-		SetDeletedAt(now).
-		SetUpdatedAt(now).
-		Save(ctx)
-	if err != nil {
-		return "", fmt.Errorf("end memberships: %w", err)
+	if err := endMemberships(ctx, tx, membership.UserID(id), now); err != nil {
+		return "", err
 	}
 	return res, nil
 }
 
 func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a access) (Result, error) {
 	cur, inserted, err := lockOrganization(ctx, tx, o.ID, a, func(ctx context.Context) error {
-		return tx.Organization.Create().
-			SetID(o.ID).
-			SetName(o.Name).
-			SetSlug(o.Slug).
-			SetImageURL(o.ImageURL).
-			SetCreatedAt(clerkTime(o.CreatedAt)).
-			SetUpdatedAt(clerkTime(o.UpdatedAt)).
-			SetClerkUpdatedAt(o.UpdatedAt).
-			OnConflictColumns(organization.FieldID).
-			DoNothing().
-			Exec(ctx)
+		create := tx.Organization.Create().SetID(o.ID)
+		setOrganization(create.Mutation(), o)
+		return create.OnConflictColumns(organization.FieldID).DoNothing().Exec(ctx)
 	})
 	switch {
 	case err != nil:
@@ -351,18 +335,23 @@ func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a 
 	case cur.DeletedAt != nil, !newer(o.UpdatedAt, cur.ClerkUpdatedAt):
 		return ResultStale, nil
 	}
-	err = tx.Organization.UpdateOneID(o.ID).
-		SetName(o.Name).
-		SetSlug(o.Slug).
-		SetImageURL(o.ImageURL).
-		SetCreatedAt(clerkTime(o.CreatedAt)).
-		SetUpdatedAt(clerkTime(o.UpdatedAt)).
-		SetClerkUpdatedAt(o.UpdatedAt).
-		Exec(ctx)
-	if err != nil {
+	update := tx.Organization.UpdateOneID(o.ID)
+	setOrganization(update.Mutation(), o)
+	if err := update.Exec(ctx); err != nil {
 		return "", err
 	}
 	return ResultApplied, nil
+}
+
+// setOrganization sets what an organization.created or organization.updated
+// event says of the organization, whether the row is inserted or updated.
+func setOrganization(m *ent.OrganizationMutation, o *clerkOrganization) {
+	m.SetName(o.Name)
+	m.SetSlug(o.Slug)
+	m.SetImageURL(o.ImageURL)
+	m.SetCreatedAt(clerkTime(o.CreatedAt))
+	m.SetUpdatedAt(clerkTime(o.UpdatedAt))
+	m.SetClerkUpdatedAt(o.UpdatedAt)
 }
 
 // deleteOrganization tombstones the organization, deletes its projects and
@@ -394,15 +383,24 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 	if _, err := tx.Project.Delete().Where(project.TenantID(id)).Exec(ctx); err != nil {
 		return "", fmt.Errorf("delete organization projects: %w", err)
 	}
-	_, err = tx.Membership.Update().
-		Where(membership.TenantID(id), membership.DeletedAtIsNil()).
+	if err := endMemberships(ctx, tx, membership.TenantID(id), now); err != nil {
+		return "", err
+	}
+	return res, nil
+}
+
+// endMemberships tombstones the live memberships that match which: those
+// of a deleted user or of a deleted organization.
+func endMemberships(ctx context.Context, tx *ent.Tx, which predicate.Membership, now time.Time) error {
+	_, err := tx.Membership.Update().
+		Where(which, membership.DeletedAtIsNil()).
 		SetDeletedAt(now).
 		SetUpdatedAt(now).
 		Save(ctx)
 	if err != nil {
-		return "", fmt.Errorf("end memberships: %w", err)
+		return fmt.Errorf("end memberships: %w", err)
 	}
-	return res, nil
+	return nil
 }
 
 // lockMembershipParties makes sure the membership's organization and user
@@ -479,14 +477,7 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 	}
 	tenantID := m.Organization.ID
 	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
-		return tx.Membership.Create().
-			SetID(m.ID).
-			SetTenantID(tenantID).
-			SetUserID(m.PublicUserData.UserID).
-			SetRole(m.Role).
-			SetCreatedAt(clerkTime(m.CreatedAt)).
-			SetUpdatedAt(clerkTime(m.UpdatedAt)).
-			SetClerkUpdatedAt(m.UpdatedAt).
+		return createMembership(tx, m).
 			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
 			DoNothing().
 			Exec(ctx)
@@ -499,17 +490,32 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 	case cur.DeletedAt != nil, !newer(m.UpdatedAt, cur.ClerkUpdatedAt):
 		return ResultStale, nil
 	}
-	err = tx.Membership.UpdateOneID(m.ID).
-		Where(membership.TenantID(tenantID)).
-		SetRole(m.Role).
-		SetCreatedAt(clerkTime(m.CreatedAt)).
-		SetUpdatedAt(clerkTime(m.UpdatedAt)).
-		SetClerkUpdatedAt(m.UpdatedAt).
-		Exec(ctx)
-	if err != nil {
+	update := tx.Membership.UpdateOneID(m.ID).Where(membership.TenantID(tenantID))
+	setMembership(update.Mutation(), m)
+	if err := update.Exec(ctx); err != nil {
 		return "", err
 	}
 	return ResultApplied, nil
+}
+
+// createMembership is the insert of the membership row an event describes.
+func createMembership(tx *ent.Tx, m *clerkMembership) *ent.MembershipCreate {
+	create := tx.Membership.Create().
+		SetID(m.ID).
+		SetTenantID(m.Organization.ID).
+		SetUserID(m.PublicUserData.UserID)
+	setMembership(create.Mutation(), m)
+	return create
+}
+
+// setMembership sets what a membership event says of the membership,
+// whether the row is inserted or updated. Its organization and user never
+// change.
+func setMembership(m *ent.MembershipMutation, mem *clerkMembership) {
+	m.SetRole(mem.Role)
+	m.SetCreatedAt(clerkTime(mem.CreatedAt))
+	m.SetUpdatedAt(clerkTime(mem.UpdatedAt))
+	m.SetClerkUpdatedAt(mem.UpdatedAt)
 }
 
 // deleteMembership tombstones the membership, creating the tombstone when
@@ -518,14 +524,10 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
 	tenantID := m.Organization.ID
 	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
-		return tx.Membership.Create().
-			SetID(m.ID).
-			SetTenantID(tenantID).
-			SetUserID(m.PublicUserData.UserID).
-			SetRole(m.Role).
-			SetCreatedAt(clerkTime(m.CreatedAt)).
+		// The tombstone of a membership never seen is the row the event
+		// describes, deleted now.
+		return createMembership(tx, m).
 			SetUpdatedAt(now).
-			SetClerkUpdatedAt(m.UpdatedAt).
 			SetDeletedAt(now).
 			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
 			DoNothing().
