@@ -1,4 +1,4 @@
-package webhook
+package clerkemu
 
 import (
 	"bytes"
@@ -9,22 +9,29 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	svix "github.com/svix/svix-webhooks/go"
 )
 
-// fixtures are sample events in Clerk's JSON shapes, one file per handled
-// type, named <type>.json. They all describe one user (Ada) in one
-// organization, with increasing updated_at in the order Clerk would send
-// them.
+// sampleEvents are sample events in Clerk's JSON shapes, one file per type,
+// named <type>.json. They all describe one user (Ada) in one organization,
+// with increasing updated_at in the order Clerk would send them.
 //
-//go:embed testdata/*.json
-var fixtures embed.FS
+//go:embed events/*.json
+var sampleEvents embed.FS
 
-// Sample overrides fields of a fixture event; zero fields keep the
-// fixture's values. Fields that do not apply to the event type are
-// ignored.
+// sampleTypes are the event types with a sample: the ones Gatehouse
+// handles, in the order they are listed to a user.
+var sampleTypes = []string{
+	"user.created", "user.updated", "user.deleted",
+	"organization.created", "organization.updated", "organization.deleted",
+	"organizationMembership.created", "organizationMembership.updated", "organizationMembership.deleted",
+}
+
+// Sample overrides fields of a sample event; zero fields keep the sample's
+// values. Fields that do not apply to the event type are ignored.
 type Sample struct {
 	// UserID is data.id of user.* events and public_user_data.user_id of
 	// organizationMembership.* events.
@@ -45,23 +52,22 @@ type Sample struct {
 	// Role is a membership's role, in Clerk's "org:admin" form.
 	Role string
 	// UpdatedAt sets data.updated_at and the envelope's timestamp. The
-	// fixtures' own times are in 2024: a sender that wants a fresh event
+	// samples' own times are in 2024: a sender that wants a fresh event
 	// applied over an earlier one (e.g. `gatehouse webhook send`) should
 	// pass time.Now().
 	UpdatedAt time.Time
 }
 
-// SampleEventTypes lists the event types SampleEvent can build: the handled
-// types.
-func SampleEventTypes() []string { return append([]string(nil), HandledTypes...) }
+// SampleEventTypes lists the event types SampleEvent can build.
+func SampleEventTypes() []string { return append([]string(nil), sampleTypes...) }
 
 // SampleEvent returns a Clerk event of eventType built from the embedded
-// fixture and s, ready to sign and send (see Send). It fails for a type
-// with no fixture.
+// sample and s, ready to sign and send (see SendWebhook). It fails for a
+// type with no sample.
 func SampleEvent(eventType string, s Sample) ([]byte, error) {
-	raw, err := fixtures.ReadFile("testdata/" + eventType + ".json")
+	raw, err := sampleEvents.ReadFile("events/" + eventType + ".json")
 	if err != nil {
-		return nil, fmt.Errorf("webhook: no sample for event type %q (have %v)", eventType, HandledTypes)
+		return nil, fmt.Errorf("webhook: no sample for event type %q (have %v)", eventType, sampleTypes)
 	}
 	var ev map[string]any
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -79,10 +85,11 @@ func SampleEvent(eventType string, s Sample) ([]byte, error) {
 		}
 	}
 	ms := s.UpdatedAt.UnixMilli()
-	switch eventType {
-	case TypeUserCreated, TypeUserUpdated, TypeUserDeleted:
+	object, action, _ := strings.Cut(eventType, ".")
+	switch object {
+	case "user":
 		set(data, "id", s.UserID)
-		if eventType == TypeUserDeleted {
+		if action == "deleted" {
 			break
 		}
 		set(data, "first_name", s.FirstName)
@@ -96,12 +103,12 @@ func SampleEvent(eventType string, s Sample) ([]byte, error) {
 				}
 			}
 		}
-	case TypeOrganizationCreated, TypeOrganizationUpdated, TypeOrganizationDeleted:
+	case "organization":
 		set(data, "id", s.OrgID)
-		if eventType != TypeOrganizationDeleted {
+		if action != "deleted" {
 			set(data, "name", s.OrgName)
 		}
-	case TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated, TypeOrganizationMembershipDeleted:
+	case "organizationMembership":
 		set(data, "id", s.MembershipID)
 		set(data, "role", s.Role)
 		org, _ := data["organization"].(map[string]any)
@@ -125,10 +132,10 @@ func SampleEvent(eventType string, s Sample) ([]byte, error) {
 // NewMessageID returns a fresh svix-id ("msg_…").
 func NewMessageID() string { return "msg_" + rand.Text() }
 
-// NewRequest returns a POST of body to url, signed as Svix signs: the
-// svix-id (msgID, or a fresh one when empty), svix-timestamp (ts) and
+// NewWebhookRequest returns a POST of body to url, signed as Svix signs:
+// the svix-id (msgID, or a fresh one when empty), svix-timestamp (ts) and
 // svix-signature headers, with secret ("whsec_…").
-func NewRequest(ctx context.Context, url, secret, msgID string, ts time.Time, body []byte) (*http.Request, error) {
+func NewWebhookRequest(ctx context.Context, url, secret, msgID string, ts time.Time, body []byte) (*http.Request, error) {
 	wh, err := svix.NewWebhook(secret)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: signing secret is not a whsec_ base64 key")
@@ -151,12 +158,12 @@ func NewRequest(ctx context.Context, url, secret, msgID string, ts time.Time, bo
 	return req, nil
 }
 
-// Send signs body with secret as Svix would, now, and POSTs it to url (a
-// Gatehouse's /webhooks/clerk). An empty msgID gets a fresh one; sending
-// the same msgID again is a redelivery. The caller closes the response
-// body.
-func Send(ctx context.Context, url, secret, msgID string, body []byte) (*http.Response, error) {
-	req, err := NewRequest(ctx, url, secret, msgID, time.Now(), body)
+// SendWebhook signs body with secret as Svix would, now, and POSTs it to
+// url (a Gatehouse's /webhooks/clerk). An empty msgID gets a fresh one;
+// sending the same msgID again is a redelivery. The caller closes the
+// response body.
+func SendWebhook(ctx context.Context, url, secret, msgID string, body []byte) (*http.Response, error) {
+	req, err := NewWebhookRequest(ctx, url, secret, msgID, time.Now(), body)
 	if err != nil {
 		return nil, err
 	}
