@@ -2,17 +2,11 @@ package clerkemu
 
 import (
 	"bytes"
-	"context"
-	"crypto/rand"
 	"embed"
 	"encoding/json"
 	"fmt"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
-
-	svix "github.com/svix/svix-webhooks/go"
 )
 
 // sampleEvents are sample events in Clerk's JSON shapes, one file per type,
@@ -127,45 +121,4 @@ func SampleEvent(eventType string, s Sample) ([]byte, error) {
 		ev["timestamp"] = ms
 	}
 	return json.Marshal(ev)
-}
-
-// NewMessageID returns a fresh svix-id ("msg_…").
-func NewMessageID() string { return "msg_" + rand.Text() }
-
-// NewWebhookRequest returns a POST of body to url, signed as Svix signs:
-// the svix-id (msgID, or a fresh one when empty), svix-timestamp (ts) and
-// svix-signature headers, with secret ("whsec_…").
-func NewWebhookRequest(ctx context.Context, url, secret, msgID string, ts time.Time, body []byte) (*http.Request, error) {
-	wh, err := svix.NewWebhook(secret)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: signing secret is not a whsec_ base64 key")
-	}
-	if msgID == "" {
-		msgID = NewMessageID()
-	}
-	sig, err := wh.Sign(msgID, ts, body)
-	if err != nil {
-		return nil, fmt.Errorf("webhook: sign: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("svix-id", msgID)
-	req.Header.Set("svix-timestamp", strconv.FormatInt(ts.Unix(), 10))
-	req.Header.Set("svix-signature", sig)
-	return req, nil
-}
-
-// SendWebhook signs body with secret as Svix would, now, and POSTs it to
-// url (a Gatehouse's /webhooks/clerk). An empty msgID gets a fresh one;
-// sending the same msgID again is a redelivery. The caller closes the
-// response body.
-func SendWebhook(ctx context.Context, url, secret, msgID string, body []byte) (*http.Response, error) {
-	req, err := NewWebhookRequest(ctx, url, secret, msgID, time.Now(), body)
-	if err != nil {
-		return nil, err
-	}
-	return http.DefaultClient.Do(req)
 }
