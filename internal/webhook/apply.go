@@ -175,26 +175,47 @@ const (
 	insertFirst
 )
 
-// lock reaches a row as a says. insert is an INSERT … ON CONFLICT DO
-// NOTHING; when it inserts, inserted is true and the new row is the
-// caller's (an uncommitted insert is locked too). If a concurrent
-// transaction inserted the row first, the insert waits for it, does
-// nothing, and the row it committed is selected and locked.
-func lock[T any](ctx context.Context, a access, query func(context.Context) (T, error), insert func(context.Context) error) (row T, inserted bool, err error) {
+// found is what an applier decides on: the row lock reached.
+type found struct {
+	// inserted: the applier's own insert made the row.
+	inserted bool
+	// deleted: the row was there already, as a tombstone.
+	deleted bool
+	// clerkUpdatedAt is the Clerk updated_at the row was there with.
+	clerkUpdatedAt int64
+}
+
+// live reports whether the row was there already, and not a tombstone.
+func (f found) live() bool { return !f.inserted && !f.deleted }
+
+// deleteResult is what a *.deleted event did to the row: nothing (stale) if
+// it already was a tombstone.
+func (f found) deleteResult() Result {
+	if f.deleted {
+		return ResultStale
+	}
+	return ResultApplied
+}
+
+// lock reaches a row as a says. query selects it; insert is an INSERT …
+// ON CONFLICT DO NOTHING, and when it inserts, the new row is the caller's
+// (an uncommitted insert is locked too). If a concurrent transaction
+// inserted the row first, the insert waits for it, does nothing, and the
+// row it committed is selected and locked.
+func lock(ctx context.Context, a access, query func(context.Context) (found, error), insert func(context.Context) error) (found, error) {
 	if a != insertFirst {
-		row, err = query(ctx)
+		f, err := query(ctx)
 		if !ent.IsNotFound(err) {
-			return row, false, err
+			return f, err
 		}
 	}
 	switch err := insert(ctx); {
 	case err == nil:
-		return row, true, nil
+		return found{inserted: true}, nil
 	case !errors.Is(err, sql.ErrNoRows):
-		return row, false, err
+		return found{}, err
 	}
-	row, err = query(ctx)
-	return row, false, err
+	return query(ctx)
 }
 
 // Row locks (SELECT … FOR UPDATE / FOR SHARE) are taken on Postgres only.
@@ -228,20 +249,28 @@ func withLock[Q lockable[Q]](ctx context.Context, q Q, a access) Q {
 	}
 }
 
-func lockUser(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (*ent.User, bool, error) {
-	return lock(ctx, a, func(ctx context.Context) (*ent.User, error) {
-		return withLock(ctx, tx.User.Query().Where(user.ID(id)), a).Only(ctx)
+func lockUser(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (found, error) {
+	return lock(ctx, a, func(ctx context.Context) (found, error) {
+		u, err := withLock(ctx, tx.User.Query().Where(user.ID(id)), a).Only(ctx)
+		if err != nil {
+			return found{}, err
+		}
+		return found{deleted: u.DeletedAt != nil, clerkUpdatedAt: u.ClerkUpdatedAt}, nil
 	}, insert)
 }
 
-func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (*ent.Organization, bool, error) {
-	return lock(ctx, a, func(ctx context.Context) (*ent.Organization, error) {
-		return withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), a).Only(ctx)
+func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (found, error) {
+	return lock(ctx, a, func(ctx context.Context) (found, error) {
+		o, err := withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), a).Only(ctx)
+		if err != nil {
+			return found{}, err
+		}
+		return found{deleted: o.DeletedAt != nil, clerkUpdatedAt: o.ClerkUpdatedAt}, nil
 	}, insert)
 }
 
 func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result, error) {
-	cur, inserted, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
+	f, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
 		create := tx.User.Create().SetID(u.ID)
 		setUser(create.Mutation(), u)
 		return create.OnConflictColumns(user.FieldID).DoNothing().Exec(ctx)
@@ -249,9 +278,9 @@ func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result,
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil, !newer(u.UpdatedAt, cur.ClerkUpdatedAt):
+	case f.deleted, !newer(u.UpdatedAt, f.clerkUpdatedAt):
 		return ResultStale, nil
 	}
 	update := tx.User.UpdateOneID(u.ID)
@@ -279,7 +308,7 @@ func setUser(m *ent.UserMutation, u *clerkUser) {
 // projects and ends their memberships. Projects they own in organizations
 // stay: they belong to the organization.
 func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
-	cur, inserted, err := lockUser(ctx, tx, id, forUpdate, func(ctx context.Context) error {
+	f, err := lockUser(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.User.Create().
 			SetID(id).
 			SetCreatedAt(now).
@@ -292,12 +321,7 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	if err != nil {
 		return "", err
 	}
-	res := ResultApplied
-	switch {
-	case inserted:
-	case cur.DeletedAt != nil:
-		res = ResultStale
-	default:
+	if f.live() {
 		err := tx.User.UpdateOneID(id).
 			SetEmail("").
 			SetFirstName("").
@@ -318,11 +342,11 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	if err := endMemberships(ctx, tx, membership.UserID(id), now); err != nil {
 		return "", err
 	}
-	return res, nil
+	return f.deleteResult(), nil
 }
 
 func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a access) (Result, error) {
-	cur, inserted, err := lockOrganization(ctx, tx, o.ID, a, func(ctx context.Context) error {
+	f, err := lockOrganization(ctx, tx, o.ID, a, func(ctx context.Context) error {
 		create := tx.Organization.Create().SetID(o.ID)
 		setOrganization(create.Mutation(), o)
 		return create.OnConflictColumns(organization.FieldID).DoNothing().Exec(ctx)
@@ -330,9 +354,9 @@ func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a 
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil, !newer(o.UpdatedAt, cur.ClerkUpdatedAt):
+	case f.deleted, !newer(o.UpdatedAt, f.clerkUpdatedAt):
 		return ResultStale, nil
 	}
 	update := tx.Organization.UpdateOneID(o.ID)
@@ -357,7 +381,7 @@ func setOrganization(m *ent.OrganizationMutation, o *clerkOrganization) {
 // deleteOrganization tombstones the organization, deletes its projects and
 // ends its memberships.
 func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
-	cur, inserted, err := lockOrganization(ctx, tx, id, forUpdate, func(ctx context.Context) error {
+	f, err := lockOrganization(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.Organization.Create().
 			SetID(id).
 			SetCreatedAt(now).
@@ -370,12 +394,7 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 	if err != nil {
 		return "", err
 	}
-	res := ResultApplied
-	switch {
-	case inserted:
-	case cur.DeletedAt != nil:
-		res = ResultStale
-	default:
+	if f.live() {
 		if err := tx.Organization.UpdateOneID(id).SetUpdatedAt(now).SetDeletedAt(now).Exec(ctx); err != nil {
 			return "", err
 		}
@@ -386,7 +405,7 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 	if err := endMemberships(ctx, tx, membership.TenantID(id), now); err != nil {
 		return "", err
 	}
-	return res, nil
+	return f.deleteResult(), nil
 }
 
 // endMemberships tombstones the live memberships that match which: those
@@ -411,7 +430,7 @@ func endMemberships(ctx context.Context, tx *ent.Tx, which predicate.Membership,
 // the membership write. It reports whether either is tombstoned.
 func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (tombstoned bool, err error) {
 	o := m.Organization
-	org, orgInserted, err := lockOrganization(ctx, tx, o.ID, forShare, func(ctx context.Context) error {
+	org, err := lockOrganization(ctx, tx, o.ID, forShare, func(ctx context.Context) error {
 		created := now
 		if o.CreatedAt > 0 {
 			created = clerkTime(o.CreatedAt)
@@ -431,7 +450,7 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 		return false, fmt.Errorf("organization: %w", err)
 	}
 	p := m.PublicUserData
-	usr, userInserted, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
+	usr, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
 		email := ""
 		if looksLikeEmail(p.Identifier) {
 			email = p.Identifier
@@ -451,7 +470,7 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 	if err != nil {
 		return false, fmt.Errorf("user: %w", err)
 	}
-	return (!orgInserted && org.DeletedAt != nil) || (!userInserted && usr.DeletedAt != nil), nil
+	return org.deleted || usr.deleted, nil
 }
 
 // looksLikeEmail reports whether a membership's public identifier is an
@@ -461,9 +480,13 @@ func looksLikeEmail(s string) bool {
 	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n")
 }
 
-func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, a access, insert func(context.Context) error) (*ent.Membership, bool, error) {
-	return lock(ctx, a, func(ctx context.Context) (*ent.Membership, error) {
-		return withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), a).Only(ctx)
+func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, a access, insert func(context.Context) error) (found, error) {
+	return lock(ctx, a, func(ctx context.Context) (found, error) {
+		m, err := withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), a).Only(ctx)
+		if err != nil {
+			return found{}, err
+		}
+		return found{deleted: m.DeletedAt != nil, clerkUpdatedAt: m.ClerkUpdatedAt}, nil
 	}, insert)
 }
 
@@ -476,7 +499,7 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 		return ResultStale, nil
 	}
 	tenantID := m.Organization.ID
-	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
+	f, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
 		return createMembership(tx, m).
 			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
 			DoNothing().
@@ -485,9 +508,9 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil, !newer(m.UpdatedAt, cur.ClerkUpdatedAt):
+	case f.deleted, !newer(m.UpdatedAt, f.clerkUpdatedAt):
 		return ResultStale, nil
 	}
 	update := tx.Membership.UpdateOneID(m.ID).Where(membership.TenantID(tenantID))
@@ -523,7 +546,7 @@ func setMembership(m *ent.MembershipMutation, mem *clerkMembership) {
 // removed member stays removed.
 func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
 	tenantID := m.Organization.ID
-	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
+	f, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
 		// The tombstone of a membership never seen is the row the event
 		// describes, deleted now.
 		return createMembership(tx, m).
@@ -536,15 +559,15 @@ func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now t
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil:
+	case f.deleted:
 		return ResultStale, nil
 	}
 	err = tx.Membership.UpdateOneID(m.ID).
 		Where(membership.TenantID(tenantID)).
 		SetUpdatedAt(now).
-		SetClerkUpdatedAt(max(m.UpdatedAt, cur.ClerkUpdatedAt)).
+		SetClerkUpdatedAt(max(m.UpdatedAt, f.clerkUpdatedAt)).
 		SetDeletedAt(now).
 		Exec(ctx)
 	if err != nil {
