@@ -20,9 +20,9 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
-// TestConcurrentApplyPastTheFastPath races the transactions themselves:
-// the svix-id look-up before the transaction is skipped, so only the
-// event-row insert inside it can keep the effect to one.
+// TestConcurrentApplyPastTheFastPath races the transactions themselves
+// (applyOnce, without apply's reruns): only the svix-id insert that opens
+// each of them can keep the effect to one.
 func TestConcurrentApplyPastTheFastPath(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		e := newEndpoint(t, s, newSecret())
