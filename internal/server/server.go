@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	gmetrics "github.com/gatehouse-dev/gatehouse/internal/metrics"
 )
 
 // ShutdownTimeout bounds how long a Serve method drains in-flight work after
@@ -83,7 +84,7 @@ func New(o Options) (*Server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
-		if err := o.Registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		if _, err := gmetrics.Register(o.Registry, c); err != nil {
 			return nil, err
 		}
 	}
