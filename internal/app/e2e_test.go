@@ -179,7 +179,7 @@ func TestHealthReflectionAndMetrics(t *testing.T) {
 	_, err = g.users.GetMe(ctx, &gatehousev1.GetMeRequest{})
 	wantCode(t, err, codes.Unauthenticated)
 
-	body, err := webhook.SampleEvent(webhook.TypeUserCreated, webhook.Sample{UserID: "user_metrics", UpdatedAt: time.Now()})
+	body, err := clerkemu.SampleEvent(webhook.TypeUserCreated, clerkemu.Sample{UserID: "user_metrics", UpdatedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -545,13 +545,13 @@ func testMembershipRoleStandsInForAMissingRole(t *testing.T, via protocol) {
 			_, err := g.projects.CreateProject(noRole, &gatehousev1.CreateProjectRequest{Name: "x"})
 			wantCode(t, err, codes.PermissionDenied)
 
-			body, err := webhook.SampleEvent(webhook.TypeOrganizationMembershipCreated, webhook.Sample{
+			body, err := clerkemu.SampleEvent(webhook.TypeOrganizationMembershipCreated, clerkemu.Sample{
 				UserID: "user_r", OrgID: "org_r", MembershipID: "orgmem_r", Role: "org:admin", UpdatedAt: time.Now(),
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := webhook.Send(ctx, g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
+			resp, err := clerkemu.SendWebhook(ctx, g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -591,10 +591,10 @@ func testGetMeFollowsWebhooksAtOnce(t *testing.T, via protocol) {
 	if _, err := g.users.GetMe(tok, &gatehousev1.GetMeRequest{}); err != nil {
 		t.Fatal(err)
 	}
-	send := func(eventType string, s webhook.Sample) {
+	send := func(eventType string, s clerkemu.Sample) {
 		t.Helper()
 		s.UserID, s.UpdatedAt = "user_w", time.Now()
-		body, err := webhook.SampleEvent(eventType, s)
+		body, err := clerkemu.SampleEvent(eventType, s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -602,12 +602,12 @@ func testGetMeFollowsWebhooksAtOnce(t *testing.T, via protocol) {
 			t.Fatalf("%s: %d", eventType, code)
 		}
 	}
-	send(webhook.TypeUserUpdated, webhook.Sample{FirstName: "Renamed", Email: "new@example.com"})
+	send(webhook.TypeUserUpdated, clerkemu.Sample{FirstName: "Renamed", Email: "new@example.com"})
 	me, err := g.users.GetMe(tok, &gatehousev1.GetMeRequest{})
 	if err != nil || me.User.FirstName != "Renamed" || me.User.Email != "new@example.com" {
 		t.Fatalf("GetMe right after user.updated: %v, %v", me.GetUser(), err)
 	}
-	send(webhook.TypeUserDeleted, webhook.Sample{})
+	send(webhook.TypeUserDeleted, clerkemu.Sample{})
 	_, err = g.users.GetMe(tok, &gatehousev1.GetMeRequest{})
 	wantCode(t, err, codes.Unauthenticated)
 }

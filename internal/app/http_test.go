@@ -628,11 +628,11 @@ func TestCORS(t *testing.T) {
 				}
 			}
 		}
-		body, err := webhook.SampleEvent(webhook.TypeUserCreated, webhook.Sample{UserID: "user_hook", UpdatedAt: time.Now()})
+		body, err := clerkemu.SampleEvent(webhook.TypeUserCreated, clerkemu.Sample{UserID: "user_hook", UpdatedAt: time.Now()})
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := webhook.Send(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
+		resp, err := clerkemu.SendWebhook(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
 		if err != nil {
 			t.Fatal(err)
 		}

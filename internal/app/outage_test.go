@@ -112,7 +112,7 @@ func TestDatabaseOutage(t *testing.T) {
 	if code := httpStatus(t, g.httpURL+"/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz during the outage: %d, want 200 (alive)", code)
 	}
-	body, err := webhook.SampleEvent(webhook.TypeOrganizationDeleted, webhook.Sample{OrgID: "org_o", UpdatedAt: time.Now()})
+	body, err := clerkemu.SampleEvent(webhook.TypeOrganizationDeleted, clerkemu.Sample{OrgID: "org_o", UpdatedAt: time.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +164,7 @@ func httpStatus(t *testing.T, u string) int {
 
 func sendWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) int {
 	t.Helper()
-	resp, err := webhook.Send(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), msgID, body)
+	resp, err := clerkemu.SendWebhook(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), msgID, body)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 // FuzzBearer checks the authorization metadata parser: it never panics,
@@ -70,7 +71,7 @@ func FuzzVerifySession(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token string) {
 		p, err := v.Verify(context.Background(), token)
 		if err == nil {
-			if p == nil || !validUserID(p.Subject) {
+			if p == nil || !viewer.ValidUserID(p.Subject) {
 				t.Fatalf("accepted %q as %+v", token, p)
 			}
 			return

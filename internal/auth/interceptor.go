@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -86,18 +87,9 @@ func New(cfg Config) (*Authenticator, error) {
 		Name: "gatehouse_auth_failures_total",
 		Help: "Calls refused by authentication or authorization, by reason.",
 	}, []string{"reason"})
-	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(failures); err != nil {
-			are, ok := errors.AsType[prometheus.AlreadyRegisteredError](err)
-			if !ok {
-				return nil, err
-			}
-			existing, ok := are.ExistingCollector.(*prometheus.CounterVec)
-			if !ok {
-				return nil, err
-			}
-			failures = existing
-		}
+	failures, err := metrics.Register(cfg.Registerer, failures)
+	if err != nil {
+		return nil, err
 	}
 	return &Authenticator{
 		sessions:    cfg.Sessions,

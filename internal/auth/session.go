@@ -249,7 +249,7 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 		return nil, unauthenticated(ReasonPendingSession, nil)
 	case len(v.parties) > 0 && claims.AuthorizedParty != "" && !slices.Contains(v.parties, claims.AuthorizedParty):
 		return nil, unauthenticated(ReasonWrongAZP, nil)
-	case !validUserID(claims.Subject):
+	case !viewer.ValidUserID(claims.Subject):
 		return nil, unauthenticated(ReasonBadSubject, nil)
 	}
 	// go-jose has checked these with the leeway already; a token that
@@ -272,7 +272,7 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 		ExpiresAt: expiresAt,
 	}
 	if org := claims.ActiveOrganizationID; org != "" {
-		if !strings.HasPrefix(org, "org_") || !viewer.ValidTenantID(org) {
+		if !viewer.ValidOrgID(org) {
 			return nil, unauthenticated(ReasonBadOrganization, nil)
 		}
 		role := claims.ActiveOrganizationRole
@@ -356,11 +356,6 @@ func readHeader(token string) (header, bool) {
 		}
 	}
 	return h, true
-}
-
-// validUserID reports whether id looks like a Clerk user id (user_…).
-func validUserID(id string) bool {
-	return strings.HasPrefix(id, "user_") && viewer.ValidTenantID(id)
 }
 
 // normalize sorts perms and drops duplicates and empty strings, in place.

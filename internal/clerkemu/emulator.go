@@ -8,6 +8,10 @@
 // Fault injection (SetUsersStatus, SetJWKSDelay, SetMachineRejectStatus) and
 // counters (JWKSFetches, MachineVerifies) let tests assert caching and
 // failure handling.
+//
+// SampleEvent builds webhook events in Clerk's real JSON shapes from
+// embedded samples, and SendWebhook delivers one signed as Svix signs, for
+// the `gatehouse webhook send` command, tests and benchmarks.
 package clerkemu
 
 import (

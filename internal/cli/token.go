@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
@@ -40,12 +39,12 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		fmt.Fprintln(stdout, tok)
 		return nil
 	}
-	if !viewer.ValidTenantID(*user) || !strings.HasPrefix(*user, "user_") {
+	if !viewer.ValidUserID(*user) {
 		return fmt.Errorf("--user: want user_ followed by letters and digits, got %q", *user)
 	}
 	s := clerkemu.Session{UserID: *user, TTL: *ttl, Version: *version}
 	if *org != "" {
-		if !viewer.ValidTenantID(*org) || !strings.HasPrefix(*org, "org_") {
+		if !viewer.ValidOrgID(*org) {
 			return fmt.Errorf("--org: want org_ followed by letters and digits, got %q", *org)
 		}
 		s.OrgID, s.OrgRole, s.Permissions = *org, *role, config.SplitList(*perms)

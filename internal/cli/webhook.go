@@ -8,13 +8,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/devstate"
-	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 func runWebhook(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "send" {
-		fmt.Fprintf(stderr, "Usage: gatehouse webhook send [flags] TYPE\n\nTYPE is one of: %s\n", strings.Join(webhook.SampleEventTypes(), ", "))
+		fmt.Fprintf(stderr, "Usage: gatehouse webhook send [flags] TYPE\n\nTYPE is one of: %s\n", strings.Join(clerkemu.SampleEventTypes(), ", "))
 		return errors.New(`want "webhook send TYPE"`)
 	}
 	fs := newFlagSet("webhook send", stderr)
@@ -42,7 +42,7 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 		rest = fs.Args()[1:]
 	}
 	if len(positional) != 1 {
-		return fmt.Errorf("want one event type, one of: %s", strings.Join(webhook.SampleEventTypes(), ", "))
+		return fmt.Errorf("want one event type, one of: %s", strings.Join(clerkemu.SampleEventTypes(), ", "))
 	}
 	eventType := positional[0]
 	st, err := devstate.Read(*dir)
@@ -58,7 +58,7 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 	if *membership == "" {
 		*membership = "orgmem_" + strings.TrimPrefix(*org, "org_") + strings.TrimPrefix(*user, "user_")
 	}
-	body, err := webhook.SampleEvent(eventType, webhook.Sample{
+	body, err := clerkemu.SampleEvent(eventType, clerkemu.Sample{
 		UserID: *user, OrgID: *org, MembershipID: *membership, Email: *email,
 		FirstName: *first, LastName: *last, OrgName: *orgName, Role: *role,
 		UpdatedAt: time.Now(),
@@ -67,9 +67,9 @@ func runWebhook(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	if *msgID == "" {
-		*msgID = webhook.NewMessageID()
+		*msgID = clerkemu.NewMessageID()
 	}
-	resp, err := webhook.Send(ctx, *url, st.WebhookSecret, *msgID, body)
+	resp, err := clerkemu.SendWebhook(ctx, *url, st.WebhookSecret, *msgID, body)
 	if err != nil {
 		return fmt.Errorf("send %s: %w", eventType, err)
 	}

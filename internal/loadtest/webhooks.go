@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
@@ -57,7 +58,7 @@ func Webhooks(ctx context.Context, opts WebhookOptions) (*WebhookResult, error) 
 	if opts.DuplicatePool <= 0 {
 		opts.DuplicatePool = 1000
 	}
-	if _, err := webhook.SampleEvent(opts.EventType, webhook.Sample{}); err != nil {
+	if _, err := clerkemu.SampleEvent(opts.EventType, clerkemu.Sample{}); err != nil {
 		return nil, err
 	}
 	client := NewHTTPClient(opts.Concurrency)
@@ -72,7 +73,7 @@ func Webhooks(ctx context.Context, opts WebhookOptions) (*WebhookResult, error) 
 	// A run id keeps object ids distinct across runs against one database.
 	run := strings.ToLower(rand.Text()[:8])
 	send := func(ctx context.Context, msgID string, body []byte) error {
-		req, err := webhook.NewRequest(ctx, opts.URL, opts.Secret, msgID, time.Now(), body)
+		req, err := clerkemu.NewWebhookRequest(ctx, opts.URL, opts.Secret, msgID, time.Now(), body)
 		if err != nil {
 			return err
 		}
@@ -83,7 +84,7 @@ func Webhooks(ctx context.Context, opts WebhookOptions) (*WebhookResult, error) 
 		Warmup: opts.Warmup, Duration: opts.Duration, ServerPID: opts.ServerPID, DBCommand: opts.DBCommand,
 	}, func(ctx context.Context, seq int64) error {
 		id := fmt.Sprintf("wh%s%d", run, seq)
-		body, err := webhook.SampleEvent(opts.EventType, webhook.Sample{
+		body, err := clerkemu.SampleEvent(opts.EventType, clerkemu.Sample{
 			UserID:       "user_" + id,
 			OrgID:        "org_" + id,
 			MembershipID: "orgmem_" + id,
@@ -96,7 +97,7 @@ func Webhooks(ctx context.Context, opts WebhookOptions) (*WebhookResult, error) 
 		if err != nil {
 			return err
 		}
-		msgID := webhook.NewMessageID()
+		msgID := clerkemu.NewMessageID()
 		if err := send(ctx, msgID, body); err != nil {
 			return err
 		}

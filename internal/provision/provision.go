@@ -19,7 +19,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -157,7 +156,7 @@ func (pv *Provisioner) EnsureUser(ctx context.Context, p *viewer.Principal) erro
 		return nil
 	}
 	id := p.Subject
-	if !strings.HasPrefix(id, "user_") || !viewer.ValidTenantID(id) {
+	if !viewer.ValidUserID(id) {
 		return ErrBadSubject
 	}
 	if _, ok := pv.LiveUser(id); ok {

@@ -30,6 +30,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
+	gmetrics "github.com/gatehouse-dev/gatehouse/internal/metrics"
 )
 
 // MaxMessageBytes bounds a request message on both listeners (gRPC's
@@ -98,7 +99,7 @@ func New(o Options) (*Server, error) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
-		if err := o.Registry.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
+		if _, err := gmetrics.Register(o.Registry, c); err != nil {
 			return nil, err
 		}
 	}

@@ -98,8 +98,7 @@ func Redacted(databaseURL string) string {
 
 // withBinaryParameters turns on lib/pq's binary_parameters unless the URL
 // says otherwise: a statement with parameters then takes one round trip
-// instead of two (measured in docs/BENCHMARKS.md: about a fifth less
-// Postgres CPU per read, a quarter more webhook events per second).
+// instead of two (docs/BENCHMARKS.md has the measured difference).
 func withBinaryParameters(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {

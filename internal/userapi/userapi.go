@@ -106,7 +106,7 @@ func (s *Service) GetUser(ctx context.Context, req *gatehousev1.GetUserRequest) 
 	if id == "" {
 		return nil, derrors.InvalidArgument("id", "required")
 	}
-	if !validUserID(id) {
+	if !viewer.ValidUserID(id) { // anything else is NOT_FOUND without a query
 		return nil, errUserNotFound
 	}
 	u, err := s.client.User.Query().Where(user.ID(id), user.DeletedAtIsNil()).Only(ctx)
@@ -168,12 +168,6 @@ func toProto(u *ent.User) *gatehousev1.User {
 		CreateTime: timestamppb.New(u.CreatedAt),
 		UpdateTime: timestamppb.New(u.UpdatedAt),
 	}
-}
-
-// validUserID reports whether id has the shape of a Clerk user id, so that
-// anything else is NOT_FOUND without a query.
-func validUserID(id string) bool {
-	return len(id) > 5 && id[:5] == "user_" && viewer.ValidTenantID(id)
 }
 
 func principal(ctx context.Context) (*viewer.Principal, error) {

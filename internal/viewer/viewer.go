@@ -11,6 +11,7 @@ package viewer
 import (
 	"context"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -117,6 +118,18 @@ func NewSystemContext(ctx context.Context) context.Context {
 func IsSystem(ctx context.Context) bool {
 	p, ok := FromContext(ctx)
 	return ok && p.Kind == KindSystem
+}
+
+// ValidUserID reports whether id has the shape of a Clerk user id
+// (^user_[A-Za-z0-9]+$, as ValidTenantID).
+func ValidUserID(id string) bool {
+	return strings.HasPrefix(id, "user_") && ValidTenantID(id)
+}
+
+// ValidOrgID reports whether id has the shape of a Clerk organization id
+// (^org_[A-Za-z0-9]+$, as ValidTenantID).
+func ValidOrgID(id string) bool {
+	return strings.HasPrefix(id, "org_") && ValidTenantID(id)
 }
 
 // ValidTenantID reports whether id has the shape of a Clerk organization or

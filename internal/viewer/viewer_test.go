@@ -36,6 +36,28 @@ func TestValidTenantID(t *testing.T) {
 	}
 }
 
+func TestValidUserAndOrgID(t *testing.T) {
+	for _, tt := range []struct {
+		id        string
+		user, org bool
+	}{
+		{"user_2abc", true, false},
+		{"org_2abc", false, true},
+		{"user_", false, false},
+		{"org_", false, false},
+		{"mch_2abc", false, false},
+		{"user_a-b", false, false},
+		{"org_user_1", false, false},
+	} {
+		if got := viewer.ValidUserID(tt.id); got != tt.user {
+			t.Errorf("ValidUserID(%q) = %v, want %v", tt.id, got, tt.user)
+		}
+		if got := viewer.ValidOrgID(tt.id); got != tt.org {
+			t.Errorf("ValidOrgID(%q) = %v, want %v", tt.id, got, tt.org)
+		}
+	}
+}
+
 func FuzzValidTenantID(f *testing.F) {
 	for _, s := range []string{"org_abc", "user_1", "org_", "x", "org_a b", "user_Ωmega"} {
 		f.Add(s)

@@ -14,6 +14,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
+	"github.com/gatehouse-dev/gatehouse/ent/predicate"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
@@ -174,26 +175,47 @@ const (
 	insertFirst
 )
 
-// lock reaches a row as a says. insert is an INSERT … ON CONFLICT DO
-// NOTHING; when it inserts, inserted is true and the new row is the
-// caller's (an uncommitted insert is locked too). If a concurrent
-// transaction inserted the row first, the insert waits for it, does
-// nothing, and the row it committed is selected and locked.
-func lock[T any](ctx context.Context, a access, query func(context.Context) (T, error), insert func(context.Context) error) (row T, inserted bool, err error) {
+// found is what an applier decides on: the row lock reached.
+type found struct {
+	// inserted: the applier's own insert made the row.
+	inserted bool
+	// deleted: the row was there already, as a tombstone.
+	deleted bool
+	// clerkUpdatedAt is the Clerk updated_at the row was there with.
+	clerkUpdatedAt int64
+}
+
+// live reports whether the row was there already, and not a tombstone.
+func (f found) live() bool { return !f.inserted && !f.deleted }
+
+// deleteResult is what a *.deleted event did to the row: nothing (stale) if
+// it already was a tombstone.
+func (f found) deleteResult() Result {
+	if f.deleted {
+		return ResultStale
+	}
+	return ResultApplied
+}
+
+// lock reaches a row as a says. query selects it; insert is an INSERT …
+// ON CONFLICT DO NOTHING, and when it inserts, the new row is the caller's
+// (an uncommitted insert is locked too). If a concurrent transaction
+// inserted the row first, the insert waits for it, does nothing, and the
+// row it committed is selected and locked.
+func lock(ctx context.Context, a access, query func(context.Context) (found, error), insert func(context.Context) error) (found, error) {
 	if a != insertFirst {
-		row, err = query(ctx)
+		f, err := query(ctx)
 		if !ent.IsNotFound(err) {
-			return row, false, err
+			return f, err
 		}
 	}
 	switch err := insert(ctx); {
 	case err == nil:
-		return row, true, nil
+		return found{inserted: true}, nil
 	case !errors.Is(err, sql.ErrNoRows):
-		return row, false, err
+		return found{}, err
 	}
-	row, err = query(ctx)
-	return row, false, err
+	return query(ctx)
 }
 
 // Row locks (SELECT … FOR UPDATE / FOR SHARE) are taken on Postgres only.
@@ -227,54 +249,58 @@ func withLock[Q lockable[Q]](ctx context.Context, q Q, a access) Q {
 	}
 }
 
-func lockUser(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (*ent.User, bool, error) {
-	return lock(ctx, a, func(ctx context.Context) (*ent.User, error) {
-		return withLock(ctx, tx.User.Query().Where(user.ID(id)), a).Only(ctx)
+func lockUser(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (found, error) {
+	return lock(ctx, a, func(ctx context.Context) (found, error) {
+		u, err := withLock(ctx, tx.User.Query().Where(user.ID(id)), a).Only(ctx)
+		if err != nil {
+			return found{}, err
+		}
+		return found{deleted: u.DeletedAt != nil, clerkUpdatedAt: u.ClerkUpdatedAt}, nil
 	}, insert)
 }
 
-func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (*ent.Organization, bool, error) {
-	return lock(ctx, a, func(ctx context.Context) (*ent.Organization, error) {
-		return withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), a).Only(ctx)
+func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, insert func(context.Context) error) (found, error) {
+	return lock(ctx, a, func(ctx context.Context) (found, error) {
+		o, err := withLock(ctx, tx.Organization.Query().Where(organization.ID(id)), a).Only(ctx)
+		if err != nil {
+			return found{}, err
+		}
+		return found{deleted: o.DeletedAt != nil, clerkUpdatedAt: o.ClerkUpdatedAt}, nil
 	}, insert)
 }
 
 func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result, error) {
-	cur, inserted, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
-		return tx.User.Create().
-			SetID(u.ID).
-			SetEmail(u.primaryEmail()).
-			SetFirstName(u.FirstName).
-			SetLastName(u.LastName).
-			SetImageURL(u.ImageURL).
-			SetCreatedAt(clerkTime(u.CreatedAt)).
-			SetUpdatedAt(clerkTime(u.UpdatedAt)).
-			SetClerkUpdatedAt(u.UpdatedAt).
-			OnConflictColumns(user.FieldID).
-			DoNothing().
-			Exec(ctx)
+	f, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
+		create := tx.User.Create().SetID(u.ID)
+		setUser(create.Mutation(), u)
+		return create.OnConflictColumns(user.FieldID).DoNothing().Exec(ctx)
 	})
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil, !newer(u.UpdatedAt, cur.ClerkUpdatedAt):
+	case f.deleted, !newer(u.UpdatedAt, f.clerkUpdatedAt):
 		return ResultStale, nil
 	}
-	err = tx.User.UpdateOneID(u.ID).
-		SetEmail(u.primaryEmail()).
-		SetFirstName(u.FirstName).
-		SetLastName(u.LastName).
-		SetImageURL(u.ImageURL).
-		SetCreatedAt(clerkTime(u.CreatedAt)).
-		SetUpdatedAt(clerkTime(u.UpdatedAt)).
-		SetClerkUpdatedAt(u.UpdatedAt).
-		Exec(ctx)
-	if err != nil {
+	update := tx.User.UpdateOneID(u.ID)
+	setUser(update.Mutation(), u)
+	if err := update.Exec(ctx); err != nil {
 		return "", err
 	}
 	return ResultApplied, nil
+}
+
+// setUser sets what a user.created or user.updated event says of the user:
+// the same columns whether the row is inserted or updated.
+func setUser(m *ent.UserMutation, u *clerkUser) {
+	m.SetEmail(u.primaryEmail())
+	m.SetFirstName(u.FirstName)
+	m.SetLastName(u.LastName)
+	m.SetImageURL(u.ImageURL)
+	m.SetCreatedAt(clerkTime(u.CreatedAt))
+	m.SetUpdatedAt(clerkTime(u.UpdatedAt))
+	m.SetClerkUpdatedAt(u.UpdatedAt)
 }
 
 // deleteUser tombstones the user (creating the tombstone if the user was
@@ -282,7 +308,7 @@ func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result,
 // projects and ends their memberships. Projects they own in organizations
 // stay: they belong to the organization.
 func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
-	cur, inserted, err := lockUser(ctx, tx, id, forUpdate, func(ctx context.Context) error {
+	f, err := lockUser(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.User.Create().
 			SetID(id).
 			SetCreatedAt(now).
@@ -295,12 +321,7 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	if err != nil {
 		return "", err
 	}
-	res := ResultApplied
-	switch {
-	case inserted:
-	case cur.DeletedAt != nil:
-		res = ResultStale
-	default:
+	if f.live() {
 		err := tx.User.UpdateOneID(id).
 			SetEmail("").
 			SetFirstName("").
@@ -318,57 +339,49 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	if _, err := tx.Project.Delete().Where(project.TenantID(id)).Exec(ctx); err != nil {
 		return "", fmt.Errorf("delete personal projects: %w", err)
 	}
-	_, err = tx.Membership.Update().
-		Where(membership.UserID(id), membership.DeletedAtIsNil()).
-		SetDeletedAt(now).
-		SetUpdatedAt(now).
-		Save(ctx)
-	if err != nil {
-		return "", fmt.Errorf("end memberships: %w", err)
+	if err := endMemberships(ctx, tx, membership.UserID(id), now); err != nil {
+		return "", err
 	}
-	return res, nil
+	return f.deleteResult(), nil
 }
 
 func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a access) (Result, error) {
-	cur, inserted, err := lockOrganization(ctx, tx, o.ID, a, func(ctx context.Context) error {
-		return tx.Organization.Create().
-			SetID(o.ID).
-			SetName(o.Name).
-			SetSlug(o.Slug).
-			SetImageURL(o.ImageURL).
-			SetCreatedAt(clerkTime(o.CreatedAt)).
-			SetUpdatedAt(clerkTime(o.UpdatedAt)).
-			SetClerkUpdatedAt(o.UpdatedAt).
-			OnConflictColumns(organization.FieldID).
-			DoNothing().
-			Exec(ctx)
+	f, err := lockOrganization(ctx, tx, o.ID, a, func(ctx context.Context) error {
+		create := tx.Organization.Create().SetID(o.ID)
+		setOrganization(create.Mutation(), o)
+		return create.OnConflictColumns(organization.FieldID).DoNothing().Exec(ctx)
 	})
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil, !newer(o.UpdatedAt, cur.ClerkUpdatedAt):
+	case f.deleted, !newer(o.UpdatedAt, f.clerkUpdatedAt):
 		return ResultStale, nil
 	}
-	err = tx.Organization.UpdateOneID(o.ID).
-		SetName(o.Name).
-		SetSlug(o.Slug).
-		SetImageURL(o.ImageURL).
-		SetCreatedAt(clerkTime(o.CreatedAt)).
-		SetUpdatedAt(clerkTime(o.UpdatedAt)).
-		SetClerkUpdatedAt(o.UpdatedAt).
-		Exec(ctx)
-	if err != nil {
+	update := tx.Organization.UpdateOneID(o.ID)
+	setOrganization(update.Mutation(), o)
+	if err := update.Exec(ctx); err != nil {
 		return "", err
 	}
 	return ResultApplied, nil
 }
 
+// setOrganization sets what an organization.created or organization.updated
+// event says of the organization, whether the row is inserted or updated.
+func setOrganization(m *ent.OrganizationMutation, o *clerkOrganization) {
+	m.SetName(o.Name)
+	m.SetSlug(o.Slug)
+	m.SetImageURL(o.ImageURL)
+	m.SetCreatedAt(clerkTime(o.CreatedAt))
+	m.SetUpdatedAt(clerkTime(o.UpdatedAt))
+	m.SetClerkUpdatedAt(o.UpdatedAt)
+}
+
 // deleteOrganization tombstones the organization, deletes its projects and
 // ends its memberships.
 func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
-	cur, inserted, err := lockOrganization(ctx, tx, id, forUpdate, func(ctx context.Context) error {
+	f, err := lockOrganization(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.Organization.Create().
 			SetID(id).
 			SetCreatedAt(now).
@@ -381,12 +394,7 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 	if err != nil {
 		return "", err
 	}
-	res := ResultApplied
-	switch {
-	case inserted:
-	case cur.DeletedAt != nil:
-		res = ResultStale
-	default:
+	if f.live() {
 		if err := tx.Organization.UpdateOneID(id).SetUpdatedAt(now).SetDeletedAt(now).Exec(ctx); err != nil {
 			return "", err
 		}
@@ -394,15 +402,24 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 	if _, err := tx.Project.Delete().Where(project.TenantID(id)).Exec(ctx); err != nil {
 		return "", fmt.Errorf("delete organization projects: %w", err)
 	}
-	_, err = tx.Membership.Update().
-		Where(membership.TenantID(id), membership.DeletedAtIsNil()).
+	if err := endMemberships(ctx, tx, membership.TenantID(id), now); err != nil {
+		return "", err
+	}
+	return f.deleteResult(), nil
+}
+
+// endMemberships tombstones the live memberships that match which: those
+// of a deleted user or of a deleted organization.
+func endMemberships(ctx context.Context, tx *ent.Tx, which predicate.Membership, now time.Time) error {
+	_, err := tx.Membership.Update().
+		Where(which, membership.DeletedAtIsNil()).
 		SetDeletedAt(now).
 		SetUpdatedAt(now).
 		Save(ctx)
 	if err != nil {
-		return "", fmt.Errorf("end memberships: %w", err)
+		return fmt.Errorf("end memberships: %w", err)
 	}
-	return res, nil
+	return nil
 }
 
 // lockMembershipParties makes sure the membership's organization and user
@@ -413,7 +430,7 @@ func deleteOrganization(ctx context.Context, tx *ent.Tx, id string, now time.Tim
 // the membership write. It reports whether either is tombstoned.
 func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (tombstoned bool, err error) {
 	o := m.Organization
-	org, orgInserted, err := lockOrganization(ctx, tx, o.ID, forShare, func(ctx context.Context) error {
+	org, err := lockOrganization(ctx, tx, o.ID, forShare, func(ctx context.Context) error {
 		created := now
 		if o.CreatedAt > 0 {
 			created = clerkTime(o.CreatedAt)
@@ -433,7 +450,7 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 		return false, fmt.Errorf("organization: %w", err)
 	}
 	p := m.PublicUserData
-	usr, userInserted, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
+	usr, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
 		email := ""
 		if looksLikeEmail(p.Identifier) {
 			email = p.Identifier
@@ -453,7 +470,7 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 	if err != nil {
 		return false, fmt.Errorf("user: %w", err)
 	}
-	return (!orgInserted && org.DeletedAt != nil) || (!userInserted && usr.DeletedAt != nil), nil
+	return org.deleted || usr.deleted, nil
 }
 
 // looksLikeEmail reports whether a membership's public identifier is an
@@ -463,9 +480,13 @@ func looksLikeEmail(s string) bool {
 	return at > 0 && at < len(s)-1 && !strings.ContainsAny(s, " \t\r\n")
 }
 
-func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, a access, insert func(context.Context) error) (*ent.Membership, bool, error) {
-	return lock(ctx, a, func(ctx context.Context) (*ent.Membership, error) {
-		return withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), a).Only(ctx)
+func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, a access, insert func(context.Context) error) (found, error) {
+	return lock(ctx, a, func(ctx context.Context) (found, error) {
+		m, err := withLock(ctx, tx.Membership.Query().Where(membership.TenantID(tenantID), membership.ID(id)), a).Only(ctx)
+		if err != nil {
+			return found{}, err
+		}
+		return found{deleted: m.DeletedAt != nil, clerkUpdatedAt: m.ClerkUpdatedAt}, nil
 	}, insert)
 }
 
@@ -478,15 +499,8 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 		return ResultStale, nil
 	}
 	tenantID := m.Organization.ID
-	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
-		return tx.Membership.Create().
-			SetID(m.ID).
-			SetTenantID(tenantID).
-			SetUserID(m.PublicUserData.UserID).
-			SetRole(m.Role).
-			SetCreatedAt(clerkTime(m.CreatedAt)).
-			SetUpdatedAt(clerkTime(m.UpdatedAt)).
-			SetClerkUpdatedAt(m.UpdatedAt).
+	f, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
+		return createMembership(tx, m).
 			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
 			DoNothing().
 			Exec(ctx)
@@ -494,22 +508,37 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil, !newer(m.UpdatedAt, cur.ClerkUpdatedAt):
+	case f.deleted, !newer(m.UpdatedAt, f.clerkUpdatedAt):
 		return ResultStale, nil
 	}
-	err = tx.Membership.UpdateOneID(m.ID).
-		Where(membership.TenantID(tenantID)).
-		SetRole(m.Role).
-		SetCreatedAt(clerkTime(m.CreatedAt)).
-		SetUpdatedAt(clerkTime(m.UpdatedAt)).
-		SetClerkUpdatedAt(m.UpdatedAt).
-		Exec(ctx)
-	if err != nil {
+	update := tx.Membership.UpdateOneID(m.ID).Where(membership.TenantID(tenantID))
+	setMembership(update.Mutation(), m)
+	if err := update.Exec(ctx); err != nil {
 		return "", err
 	}
 	return ResultApplied, nil
+}
+
+// createMembership is the insert of the membership row an event describes.
+func createMembership(tx *ent.Tx, m *clerkMembership) *ent.MembershipCreate {
+	create := tx.Membership.Create().
+		SetID(m.ID).
+		SetTenantID(m.Organization.ID).
+		SetUserID(m.PublicUserData.UserID)
+	setMembership(create.Mutation(), m)
+	return create
+}
+
+// setMembership sets what a membership event says of the membership,
+// whether the row is inserted or updated. Its organization and user never
+// change.
+func setMembership(m *ent.MembershipMutation, mem *clerkMembership) {
+	m.SetRole(mem.Role)
+	m.SetCreatedAt(clerkTime(mem.CreatedAt))
+	m.SetUpdatedAt(clerkTime(mem.UpdatedAt))
+	m.SetClerkUpdatedAt(mem.UpdatedAt)
 }
 
 // deleteMembership tombstones the membership, creating the tombstone when
@@ -517,15 +546,11 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 // removed member stays removed.
 func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
 	tenantID := m.Organization.ID
-	cur, inserted, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
-		return tx.Membership.Create().
-			SetID(m.ID).
-			SetTenantID(tenantID).
-			SetUserID(m.PublicUserData.UserID).
-			SetRole(m.Role).
-			SetCreatedAt(clerkTime(m.CreatedAt)).
+	f, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
+		// The tombstone of a membership never seen is the row the event
+		// describes, deleted now.
+		return createMembership(tx, m).
 			SetUpdatedAt(now).
-			SetClerkUpdatedAt(m.UpdatedAt).
 			SetDeletedAt(now).
 			OnConflictColumns(membership.FieldTenantID, membership.FieldID).
 			DoNothing().
@@ -534,15 +559,15 @@ func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now t
 	switch {
 	case err != nil:
 		return "", err
-	case inserted:
+	case f.inserted:
 		return ResultApplied, nil
-	case cur.DeletedAt != nil:
+	case f.deleted:
 		return ResultStale, nil
 	}
 	err = tx.Membership.UpdateOneID(m.ID).
 		Where(membership.TenantID(tenantID)).
 		SetUpdatedAt(now).
-		SetClerkUpdatedAt(max(m.UpdatedAt, cur.ClerkUpdatedAt)).
+		SetClerkUpdatedAt(max(m.UpdatedAt, f.clerkUpdatedAt)).
 		SetDeletedAt(now).
 		Exec(ctx)
 	if err != nil {

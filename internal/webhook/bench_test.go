@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
@@ -30,11 +31,11 @@ func BenchmarkReceiveUserCreated(b *testing.B) {
 			}
 			reqs := make([]*http.Request, b.N)
 			for i := range reqs {
-				body, err := SampleEvent(TypeUserCreated, Sample{UserID: fmt.Sprintf("user_bench%d", i), UpdatedAt: time.Now()})
+				body, err := clerkemu.SampleEvent(TypeUserCreated, clerkemu.Sample{UserID: fmt.Sprintf("user_bench%d", i), UpdatedAt: time.Now()})
 				if err != nil {
 					b.Fatal(err)
 				}
-				if reqs[i], err = NewRequest(context.Background(), "http://gatehouse/webhooks/clerk", secret, "", time.Now(), body); err != nil {
+				if reqs[i], err = clerkemu.NewWebhookRequest(context.Background(), "http://gatehouse/webhooks/clerk", secret, "", time.Now(), body); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -34,7 +34,6 @@
 // deciding, so that concurrent deliveries for the same object serialize on
 // Postgres; SQLite transactions are serialized by the store.
 //
-// SampleEvent and Send build and deliver signed sample events in Clerk's
-// real JSON shapes, for the `gatehouse webhook send` command, tests and
-// benchmarks.
+// Sample events for a Receiver, in Clerk's JSON shapes and signed as Svix
+// signs, come from the emulator (internal/clerkemu).
 package webhook

@@ -311,8 +311,10 @@ func validClerkID(id, prefix string) bool {
 		}
 	}
 	switch prefix {
-	case "user_", "org_":
-		return viewer.ValidTenantID(id)
+	case "user_":
+		return viewer.ValidUserID(id)
+	case "org_":
+		return viewer.ValidOrgID(id)
 	}
 	return true
 }

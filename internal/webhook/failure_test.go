@@ -15,22 +15,23 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/hook"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
-// TestConcurrentApplyPastTheFastPath races the transactions themselves:
-// the svix-id look-up before the transaction is skipped, so only the
-// event-row insert inside it can keep the effect to one.
+// TestConcurrentApplyPastTheFastPath races the transactions themselves
+// (applyOnce, without apply's reruns): only the svix-id insert that opens
+// each of them can keep the effect to one.
 func TestConcurrentApplyPastTheFastPath(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		e := newEndpoint(t, s, newSecret())
-		body := sample(t, TypeOrganizationMembershipCreated, Sample{})
+		body := sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{})
 		ev, err := DecodeEvent(body)
 		if err != nil {
 			t.Fatal(err)
 		}
-		msgID := NewMessageID()
+		msgID := clerkemu.NewMessageID()
 		const n = 5
 		results := make([]Result, n)
 		errs := make([]error, n)
@@ -66,8 +67,8 @@ func TestDatabaseGoneThenRedelivered(t *testing.T) {
 			secret := newSecret()
 			down := openURL(t, url)
 			e := newEndpoint(t, down, secret)
-			body := sample(t, TypeOrganizationMembershipCreated, Sample{})
-			msgID := NewMessageID()
+			body := sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{})
+			msgID := clerkemu.NewMessageID()
 			down.Close()
 
 			if got := e.deliver(msgID, body); got != (answer{http.StatusServiceUnavailable, "failed"}) {
@@ -98,7 +99,7 @@ func TestDatabaseDiesMidApply(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		e := newEndpoint(t, s, newSecret())
 		for _, typ := range []string{TypeUserCreated, TypeOrganizationCreated, TypeOrganizationMembershipCreated} {
-			if got := e.deliver("", sample(t, typ, Sample{})); got.Result != "applied" {
+			if got := e.deliver("", sample(t, typ, clerkemu.Sample{})); got.Result != "applied" {
 				t.Fatalf("setup %s: %+v", typ, got)
 			}
 		}
@@ -117,8 +118,8 @@ func TestDatabaseDiesMidApply(t *testing.T) {
 				return next.Mutate(ctx, m)
 			})
 		})
-		msgID := NewMessageID()
-		body := sample(t, TypeOrganizationDeleted, Sample{})
+		msgID := clerkemu.NewMessageID()
+		body := sample(t, TypeOrganizationDeleted, clerkemu.Sample{})
 		if got := e.deliver(msgID, body); got != (answer{http.StatusServiceUnavailable, "failed"}) {
 			t.Fatalf("mid-apply failure: got %+v, want 503 failed", got)
 		}
@@ -261,36 +262,36 @@ func seedStream(t *testing.T, c *ent.Client) {
 func eventStream(t *testing.T) []delivered {
 	var ds []delivered
 	var clock int64
-	add := func(typ string, s Sample) {
+	add := func(typ string, s clerkemu.Sample) {
 		clock += 10
 		if s.UpdatedAt.IsZero() {
 			s.UpdatedAt = at(clock)
 		}
-		ds = append(ds, delivered{name: typ + " " + s.UserID + s.OrgID + s.MembershipID, msgID: NewMessageID(), body: sample(t, typ, s)})
+		ds = append(ds, delivered{name: typ + " " + s.UserID + s.OrgID + s.MembershipID, msgID: clerkemu.NewMessageID(), body: sample(t, typ, s)})
 	}
-	mem := func(id, userID, orgID, role string) Sample {
-		return Sample{MembershipID: id, UserID: userID, OrgID: orgID, Role: role}
+	mem := func(id, userID, orgID, role string) clerkemu.Sample {
+		return clerkemu.Sample{MembershipID: id, UserID: userID, OrgID: orgID, Role: role}
 	}
 	for _, u := range []string{ada, charles, grace, alan} {
-		add(TypeUserCreated, Sample{UserID: u, FirstName: u[5:12]})
+		add(TypeUserCreated, clerkemu.Sample{UserID: u, FirstName: u[5:12]})
 	}
-	add(TypeOrganizationCreated, Sample{OrgID: engines})
-	add(TypeOrganizationCreated, Sample{OrgID: harvard, OrgName: "Harvard Mark I"})
+	add(TypeOrganizationCreated, clerkemu.Sample{OrgID: engines})
+	add(TypeOrganizationCreated, clerkemu.Sample{OrgID: harvard, OrgName: "Harvard Mark I"})
 	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS1", ada, engines, "org:admin"))
 	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS2", charles, engines, "org:member"))
 	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS3", grace, harvard, "org:admin"))
 	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS4", alan, harvard, "org:member"))
 	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS5", stub, engines, "org:member"))
-	add(TypeUserUpdated, Sample{UserID: ada, FirstName: "Augusta"})
-	add(TypeUserUpdated, Sample{UserID: ada, FirstName: "Augusta Ada", Email: "countess@example.org"})
-	add(TypeOrganizationUpdated, Sample{OrgID: engines, OrgName: "Engines Ltd"})
+	add(TypeUserUpdated, clerkemu.Sample{UserID: ada, FirstName: "Augusta"})
+	add(TypeUserUpdated, clerkemu.Sample{UserID: ada, FirstName: "Augusta Ada", Email: "countess@example.org"})
+	add(TypeOrganizationUpdated, clerkemu.Sample{OrgID: engines, OrgName: "Engines Ltd"})
 	add(TypeOrganizationMembershipUpdated, mem("orgmem_2oS2", charles, engines, "org:admin"))
 	add(TypeOrganizationMembershipUpdated, mem("orgmem_2oS2", charles, engines, "org:billing"))
 	add(TypeOrganizationMembershipDeleted, mem("orgmem_2oS4", alan, harvard, "org:member"))
 	add(TypeOrganizationMembershipCreated, mem("orgmem_2oS6", alan, engines, "org:member"))
-	add(TypeUserDeleted, Sample{UserID: charles})
-	add(TypeUserUpdated, Sample{UserID: grace, LastName: "Hopper"})
-	add(TypeOrganizationDeleted, Sample{OrgID: harvard})
-	add(TypeUserUpdated, Sample{UserID: alan, FirstName: "Alan"})
+	add(TypeUserDeleted, clerkemu.Sample{UserID: charles})
+	add(TypeUserUpdated, clerkemu.Sample{UserID: grace, LastName: "Hopper"})
+	add(TypeOrganizationDeleted, clerkemu.Sample{OrgID: harvard})
+	add(TypeUserUpdated, clerkemu.Sample{UserID: alan, FirstName: "Alan"})
 	return ds
 }

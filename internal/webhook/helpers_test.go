@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -88,7 +89,7 @@ type answer struct {
 // deliver sends body signed now under msgID, as Svix does.
 func (e *endpoint) deliver(msgID string, body []byte) answer {
 	e.t.Helper()
-	resp, err := Send(context.Background(), e.url, e.secret, msgID, body)
+	resp, err := clerkemu.SendWebhook(context.Background(), e.url, e.secret, msgID, body)
 	if err != nil {
 		e.t.Fatalf("deliver %s: %v", msgID, err)
 	}
@@ -122,9 +123,9 @@ func readAnswer(t *testing.T, resp *http.Response) answer {
 }
 
 // sample builds a fixture event or fails the test.
-func sample(t *testing.T, eventType string, s Sample) []byte {
+func sample(t *testing.T, eventType string, s clerkemu.Sample) []byte {
 	t.Helper()
-	b, err := SampleEvent(eventType, s)
+	b, err := clerkemu.SampleEvent(eventType, s)
 	if err != nil {
 		t.Fatal(err)
 	}

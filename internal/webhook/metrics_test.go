@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
 
@@ -35,11 +36,11 @@ func TestMetricsAndLogs(t *testing.T) {
 	defer srv.Close()
 	e := &endpoint{t: t, receiver: r, url: srv.URL, secret: secret, logs: logs}
 
-	body := sample(t, TypeUserCreated, Sample{})
-	msgID := NewMessageID()
+	body := sample(t, TypeUserCreated, clerkemu.Sample{})
+	msgID := clerkemu.NewMessageID()
 	e.deliver(msgID, body)
 	e.deliver(msgID, body)
-	e.deliver("", sample(t, TypeUserUpdated, Sample{UpdatedAt: time.UnixMilli(1_730_000_000_000)})) // before the fixture's user.created
+	e.deliver("", sample(t, TypeUserUpdated, clerkemu.Sample{UpdatedAt: time.UnixMilli(1_730_000_000_000)})) // before the fixture's user.created
 	e.deliver("", []byte(`{"type":"session.created","object":"event","data":{"id":"sess_1"}}`))
 	bad := *e
 	bad.secret = newSecret()

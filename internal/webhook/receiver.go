@@ -16,6 +16,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 )
 
 // MaxBodyBytes is the largest request body the receiver reads; a larger one
@@ -110,30 +111,13 @@ func New(cfg Config) (*Receiver, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	if cfg.Registerer != nil {
-		if r.events, err = register(cfg.Registerer, r.events); err != nil {
-			return nil, err
-		}
-		if r.duration, err = register(cfg.Registerer, r.duration); err != nil {
-			return nil, err
-		}
+	if r.events, err = metrics.Register(cfg.Registerer, r.events); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
+	}
+	if r.duration, err = metrics.Register(cfg.Registerer, r.duration); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	return r, nil
-}
-
-// register registers c, or returns the identical collector already there.
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	err := reg.Register(c)
-	var are prometheus.AlreadyRegisteredError
-	if errors.As(err, &are) {
-		if existing, ok := are.ExistingCollector.(C); ok {
-			return existing, nil
-		}
-	}
-	if err != nil {
-		return c, fmt.Errorf("webhook: register metrics: %w", err)
-	}
-	return c, nil
 }
 
 // delivery is what one request's log line and metrics report.

@@ -12,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
@@ -26,8 +27,8 @@ const (
 func TestConcurrentRedeliveryHasOneEffect(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		e := newEndpoint(t, s, newSecret())
-		body := sample(t, TypeUserCreated, Sample{})
-		msgID := NewMessageID()
+		body := sample(t, TypeUserCreated, clerkemu.Sample{})
+		msgID := clerkemu.NewMessageID()
 
 		const n = 5
 		answers := make([]answer, n)
@@ -62,14 +63,14 @@ func TestOlderUpdateChangesNothing(t *testing.T) {
 		e := newEndpoint(t, s, newSecret())
 		for _, step := range []struct {
 			typ    string
-			s      Sample
+			s      clerkemu.Sample
 			result string
 		}{
-			{TypeUserCreated, Sample{UpdatedAt: at(100), FirstName: "v1"}, "applied"},
-			{TypeUserUpdated, Sample{UpdatedAt: at(300), FirstName: "v3"}, "applied"},
-			{TypeUserUpdated, Sample{UpdatedAt: at(200), FirstName: "v2"}, "stale"},
-			{TypeUserUpdated, Sample{UpdatedAt: at(300), FirstName: "v3 again"}, "stale"}, // equal: not newer
-			{TypeUserCreated, Sample{UpdatedAt: at(100), FirstName: "v1"}, "stale"},       // late create
+			{TypeUserCreated, clerkemu.Sample{UpdatedAt: at(100), FirstName: "v1"}, "applied"},
+			{TypeUserUpdated, clerkemu.Sample{UpdatedAt: at(300), FirstName: "v3"}, "applied"},
+			{TypeUserUpdated, clerkemu.Sample{UpdatedAt: at(200), FirstName: "v2"}, "stale"},
+			{TypeUserUpdated, clerkemu.Sample{UpdatedAt: at(300), FirstName: "v3 again"}, "stale"}, // equal: not newer
+			{TypeUserCreated, clerkemu.Sample{UpdatedAt: at(100), FirstName: "v1"}, "stale"},       // late create
 		} {
 			if got := e.deliver("", sample(t, step.typ, step.s)); got != (answer{200, step.result}) {
 				t.Errorf("%s %s: got %+v, want 200 %s", step.typ, step.s.FirstName, got, step.result)
@@ -99,17 +100,17 @@ func TestDeletedUserStaysDeleted(t *testing.T) {
 
 		steps := []struct {
 			typ    string
-			s      Sample
+			s      clerkemu.Sample
 			result string
 		}{
-			{TypeUserCreated, Sample{UpdatedAt: at(100)}, "applied"},
-			{TypeOrganizationCreated, Sample{UpdatedAt: at(100)}, "applied"},
-			{TypeOrganizationMembershipCreated, Sample{UpdatedAt: at(100)}, "applied"},
-			{"seed projects", Sample{}, ""},
-			{TypeUserDeleted, Sample{}, "applied"},
-			{TypeUserUpdated, Sample{UpdatedAt: at(900), FirstName: "Resurrected"}, "stale"},
-			{TypeOrganizationMembershipUpdated, Sample{UpdatedAt: at(900), Role: "org:admin"}, "stale"},
-			{TypeUserDeleted, Sample{}, "stale"},
+			{TypeUserCreated, clerkemu.Sample{UpdatedAt: at(100)}, "applied"},
+			{TypeOrganizationCreated, clerkemu.Sample{UpdatedAt: at(100)}, "applied"},
+			{TypeOrganizationMembershipCreated, clerkemu.Sample{UpdatedAt: at(100)}, "applied"},
+			{"seed projects", clerkemu.Sample{}, ""},
+			{TypeUserDeleted, clerkemu.Sample{}, "applied"},
+			{TypeUserUpdated, clerkemu.Sample{UpdatedAt: at(900), FirstName: "Resurrected"}, "stale"},
+			{TypeOrganizationMembershipUpdated, clerkemu.Sample{UpdatedAt: at(900), Role: "org:admin"}, "stale"},
+			{TypeUserDeleted, clerkemu.Sample{}, "stale"},
 		}
 		for _, step := range steps {
 			if step.result == "" {
@@ -152,7 +153,7 @@ func TestDeleteBeforeCreateLeavesTombstone(t *testing.T) {
 			{TypeOrganizationMembershipDeleted, "applied"},
 			{TypeOrganizationMembershipCreated, "stale"},
 		} {
-			if got := e.deliver("", sample(t, step.typ, Sample{})); got != (answer{200, step.result}) {
+			if got := e.deliver("", sample(t, step.typ, clerkemu.Sample{})); got != (answer{200, step.result}) {
 				t.Errorf("%s: got %+v, want 200 %s", step.typ, got, step.result)
 			}
 		}
@@ -171,11 +172,11 @@ func TestOrganizationDeleted(t *testing.T) {
 		e := newEndpoint(t, s, newSecret())
 		const other = "org_2oOtherOrganization0000001"
 		for _, b := range [][]byte{
-			sample(t, TypeUserCreated, Sample{}),
-			sample(t, TypeOrganizationCreated, Sample{}),
-			sample(t, TypeOrganizationCreated, Sample{OrgID: other}),
-			sample(t, TypeOrganizationMembershipCreated, Sample{}),
-			sample(t, TypeOrganizationMembershipCreated, Sample{OrgID: other, MembershipID: "orgmem_2oAdaOther00000000001"}),
+			sample(t, TypeUserCreated, clerkemu.Sample{}),
+			sample(t, TypeOrganizationCreated, clerkemu.Sample{}),
+			sample(t, TypeOrganizationCreated, clerkemu.Sample{OrgID: other}),
+			sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{}),
+			sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{OrgID: other, MembershipID: "orgmem_2oAdaOther00000000001"}),
 		} {
 			if got := e.deliver("", b); got != (answer{200, "applied"}) {
 				t.Fatalf("setup: got %+v", got)
@@ -186,15 +187,15 @@ func TestOrganizationDeleted(t *testing.T) {
 		seedProject(t, s.Client, "prj_other", other, ada)
 		seedProject(t, s.Client, "prj_personal", ada, ada)
 
-		if got := e.deliver("", sample(t, TypeOrganizationDeleted, Sample{})); got != (answer{200, "applied"}) {
+		if got := e.deliver("", sample(t, TypeOrganizationDeleted, clerkemu.Sample{})); got != (answer{200, "applied"}) {
 			t.Fatalf("organization.deleted: got %+v", got)
 		}
 		// A late membership event, and a late update of the organization,
 		// change nothing.
 		for _, b := range [][]byte{
-			sample(t, TypeOrganizationMembershipUpdated, Sample{UpdatedAt: at(5000)}),
-			sample(t, TypeOrganizationMembershipCreated, Sample{MembershipID: "orgmem_2oLateMember0000000001", UserID: charles, UpdatedAt: at(5000)}),
-			sample(t, TypeOrganizationUpdated, Sample{UpdatedAt: at(5000)}),
+			sample(t, TypeOrganizationMembershipUpdated, clerkemu.Sample{UpdatedAt: at(5000)}),
+			sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{MembershipID: "orgmem_2oLateMember0000000001", UserID: charles, UpdatedAt: at(5000)}),
+			sample(t, TypeOrganizationUpdated, clerkemu.Sample{UpdatedAt: at(5000)}),
 		} {
 			if got := e.deliver("", b); got != (answer{200, "stale"}) {
 				t.Errorf("late event: got %+v, want 200 stale", got)
@@ -218,7 +219,7 @@ func TestMembershipBeforeUserAndOrganization(t *testing.T) {
 		e := newEndpoint(t, s, newSecret())
 		// The membership arrives first: the user and the organization are
 		// created as stubs from its embedded data...
-		if got := e.deliver("", sample(t, TypeOrganizationMembershipCreated, Sample{UpdatedAt: at(500), Email: "ada@stub.example"})); got != (answer{200, "applied"}) {
+		if got := e.deliver("", sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{UpdatedAt: at(500), Email: "ada@stub.example"})); got != (answer{200, "applied"}) {
 			t.Fatalf("membership: got %+v", got)
 		}
 		m := dumpMirror(t, s.Client)
@@ -232,7 +233,7 @@ func TestMembershipBeforeUserAndOrganization(t *testing.T) {
 		// ...which the user's and organization's own events overwrite, even
 		// when older than the membership.
 		for _, typ := range []string{TypeUserCreated, TypeOrganizationCreated} {
-			if got := e.deliver("", sample(t, typ, Sample{UpdatedAt: at(100)})); got != (answer{200, "applied"}) {
+			if got := e.deliver("", sample(t, typ, clerkemu.Sample{UpdatedAt: at(100)})); got != (answer{200, "applied"}) {
 				t.Errorf("%s: got %+v, want applied over the stub", typ, got)
 			}
 		}
@@ -240,7 +241,7 @@ func TestMembershipBeforeUserAndOrganization(t *testing.T) {
 			t.Errorf("user = %q @%d, want the user.created data", u.Email, u.ClerkUpdatedAt)
 		}
 		// A membership for a user known only by a phone number: no email.
-		if got := e.deliver("", sample(t, TypeOrganizationMembershipCreated, Sample{MembershipID: "orgmem_2oPhoneOnly00000000001", UserID: charles, Email: "+15555550100"})); got.Result != "applied" {
+		if got := e.deliver("", sample(t, TypeOrganizationMembershipCreated, clerkemu.Sample{MembershipID: "orgmem_2oPhoneOnly00000000001", UserID: charles, Email: "+15555550100"})); got.Result != "applied" {
 			t.Fatalf("membership: got %+v", got)
 		}
 		if u := getUser(t, s.Client, charles); u.Email != "" {
@@ -254,14 +255,14 @@ func TestMembershipOrdering(t *testing.T) {
 		e := newEndpoint(t, s, newSecret())
 		for _, step := range []struct {
 			typ    string
-			s      Sample
+			s      clerkemu.Sample
 			result string
 		}{
-			{TypeOrganizationMembershipUpdated, Sample{UpdatedAt: at(300), Role: "org:member"}, "applied"},
-			{TypeOrganizationMembershipCreated, Sample{UpdatedAt: at(100), Role: "org:admin"}, "stale"},
-			{TypeOrganizationMembershipUpdated, Sample{UpdatedAt: at(400), Role: "org:billing"}, "applied"},
-			{TypeOrganizationMembershipDeleted, Sample{UpdatedAt: at(350)}, "applied"}, // deletes win whatever their time
-			{TypeOrganizationMembershipUpdated, Sample{UpdatedAt: at(900), Role: "org:admin"}, "stale"},
+			{TypeOrganizationMembershipUpdated, clerkemu.Sample{UpdatedAt: at(300), Role: "org:member"}, "applied"},
+			{TypeOrganizationMembershipCreated, clerkemu.Sample{UpdatedAt: at(100), Role: "org:admin"}, "stale"},
+			{TypeOrganizationMembershipUpdated, clerkemu.Sample{UpdatedAt: at(400), Role: "org:billing"}, "applied"},
+			{TypeOrganizationMembershipDeleted, clerkemu.Sample{UpdatedAt: at(350)}, "applied"}, // deletes win whatever their time
+			{TypeOrganizationMembershipUpdated, clerkemu.Sample{UpdatedAt: at(900), Role: "org:admin"}, "stale"},
 		} {
 			if got := e.deliver("", sample(t, step.typ, step.s)); got != (answer{200, step.result}) {
 				t.Errorf("%s %s: got %+v, want 200 %s", step.typ, step.s.Role, got, step.result)
@@ -277,7 +278,7 @@ func TestUnhandledEventIsRecordedAndIgnored(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		e := newEndpoint(t, s, newSecret())
 		body := []byte(`{"data":{"id":"sess_2oSession000000000001","object":"session","status":"active","user_id":"` + ada + `"},"object":"event","timestamp":1730000000000,"type":"session.created"}`)
-		msgID := NewMessageID()
+		msgID := clerkemu.NewMessageID()
 		if got := e.deliver(msgID, body); got != (answer{200, "ignored"}) {
 			t.Fatalf("got %+v, want 200 ignored", got)
 		}
@@ -301,9 +302,9 @@ func TestRejectedDeliveriesWriteNothing(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		secret := newSecret()
 		e := newEndpoint(t, s, secret)
-		valid := sample(t, TypeUserCreated, Sample{FirstName: "SECRET-PAYLOAD-MARKER"})
+		valid := sample(t, TypeUserCreated, clerkemu.Sample{FirstName: "SECRET-PAYLOAD-MARKER"})
 		signed := func(body []byte, ts time.Time, key string) *http.Request {
-			req, err := NewRequest(context.Background(), e.url, key, "", ts, body)
+			req, err := clerkemu.NewWebhookRequest(context.Background(), e.url, key, "", ts, body)
 			if err != nil {
 				t.Fatal(err)
 			}
