@@ -2,7 +2,9 @@
 // builds cmd/gatehouse, runs `gatehouse dev` (the built-in Clerk emulator, no
 // network) on free loopback ports, mints tokens with `gatehouse token`, and
 // calls Gatehouse with Connect's Node transport speaking the gRPC protocol,
-// the way a Node service or a Next.js/Astro server would.
+// the way a Node service or a Next.js/Astro server would — and, on the HTTP
+// listener, with the Connect protocol and with @connectrpc/connect-web's
+// fetch-based transports, the code a browser runs.
 //
 // GATEHOUSE_BIN names an already built binary and skips the build.
 
@@ -17,7 +19,11 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  createConnectTransport as createWebConnectTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-web";
 
 import { UserService } from "../src/gatehouse/v1/user_pb.js";
 import { ProjectService, ProjectStatus } from "../src/gatehouse/v1/project_pb.js";
@@ -35,6 +41,7 @@ let serverExit: Promise<number | null> | undefined;
 let serverLog = "";
 let users: Client<typeof UserService>;
 let projects: Client<typeof ProjectService>;
+let httpAddr = "";
 
 // bearer sends "authorization: Bearer <token>" on every call, asking getToken
 // each time, as an app does with Clerk's `await auth().getToken()`.
@@ -75,16 +82,16 @@ function isCode(code: Code): (err: unknown) => boolean {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // waitForDevState waits for `gatehouse dev` to write dev.json, which it does
-// once both listeners are bound, and returns the gRPC address from it.
-async function waitForDevState(deadline: number): Promise<string> {
+// once both listeners are bound, and returns the addresses from it.
+async function waitForDevState(deadline: number): Promise<{ grpc_addr: string; http_addr: string }> {
   for (;;) {
     if (server?.exitCode !== null || server?.signalCode) {
       throw new Error(`gatehouse dev exited early (${server?.exitCode ?? server?.signalCode}):\n${serverLog}`);
     }
     try {
-      const state = JSON.parse(await readFile(join(devDir, "dev.json"), "utf8")) as { grpc_addr?: string };
-      if (state.grpc_addr) {
-        return state.grpc_addr;
+      const state = JSON.parse(await readFile(join(devDir, "dev.json"), "utf8")) as { grpc_addr?: string; http_addr?: string };
+      if (state.grpc_addr && state.http_addr) {
+        return { grpc_addr: state.grpc_addr, http_addr: state.http_addr };
       }
     } catch {
       // not written yet, or half written
@@ -134,7 +141,9 @@ before(async () => {
   server.stderr!.on("data", (b: Buffer) => (serverLog += b.toString()));
 
   const deadline = Date.now() + 60_000;
-  const addr = await waitForDevState(deadline);
+  const state = await waitForDevState(deadline);
+  const addr = state.grpc_addr;
+  httpAddr = state.http_addr;
   const i = addr.lastIndexOf(":");
   await waitForPort(addr.slice(0, i), Number(addr.slice(i + 1)), deadline);
 
@@ -222,3 +231,27 @@ test("a machine token reads its tenant's projects and cannot write", async () =>
 
   await assert.rejects(projects.createProject({ name: "nope" }, auth(machine, "org_dev")), isCode(Code.PermissionDenied));
 });
+
+// The same calls on the HTTP listener: the Connect protocol from Node, and
+// the browser's transports (connect-web, over fetch: Node 20 has one).
+for (const [name, transport] of [
+  ["Connect (connect-node, HTTP/1.1)", () => createConnectTransport({ baseUrl: `http://${httpAddr}`, httpVersion: "1.1" })],
+  ["Connect (connect-web)", () => createWebConnectTransport({ baseUrl: `http://${httpAddr}` })],
+  ["Connect binary (connect-web)", () => createWebConnectTransport({ baseUrl: `http://${httpAddr}`, useBinaryFormat: true })],
+  ["gRPC-Web (connect-web)", () => createGrpcWebTransport({ baseUrl: `http://${httpAddr}` })],
+] as const) {
+  test(`${name}: GetMe, CreateProject then ListProjects; no token is Unauthenticated`, async () => {
+    const t = await token();
+    const u = createClient(UserService, transport());
+    const p = createClient(ProjectService, transport());
+    const me = await u.getMe({}, auth(t));
+    assert.equal(me.user?.id, "user_dev");
+
+    const created = await p.createProject({ name: `${name} ${Date.now()}` }, auth(t));
+    const listed = await p.listProjects({ pageSize: 200 }, auth(t));
+    assert.ok(listed.projects.some((q) => q.id === created.project?.id), `${name}: ListProjects misses the new project`);
+
+    await assert.rejects(u.getMe({}), isCode(Code.Unauthenticated));
+    await assert.rejects(p.createProject({ name: " " }, auth(t)), isCode(Code.InvalidArgument));
+  });
+}
