@@ -29,7 +29,7 @@ import (
 const usage = `Usage: gatehouse-bench <command> [flags]
 
 Commands:
-  load       closed-loop load against Gatehouse (gRPC) and the peer (HTTP)
+  load       closed-loop load against Gatehouse (gRPC; Connect, gRPC-Web, REST) and the peer (HTTP)
   peer       serve the peer: net/http + clerk-sdk-go's WithHeaderAuthorization, GET /me through ent
   kidflood   forged key ids against an in-process Gatehouse and peer; counts JWKS fetches
   webhooks   signed webhook ingest: distinct events/s, then duplicate deliveries/s
@@ -87,6 +87,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	fs.SetOutput(stderr)
 	devDir := fs.String("dev-dir", devstate.Dir, "directory of a running `gatehouse dev` (dev.json, emulator-key.pem)")
 	grpcAddr := fs.String("grpc", "", "Gatehouse's gRPC address (default: from dev.json, else 127.0.0.1:50051)")
+	httpAddr := fs.String("http", "", "Gatehouse's HTTP address, for the getme-* scenarios (default: from dev.json, else 127.0.0.1:8080)")
 	peerURL := fs.String("peer", "http://127.0.0.1:8090", "the peer's base URL")
 	grpcPID := fs.Int("grpc-pid", 0, "Gatehouse's PID, for server CPU per request and peak RSS")
 	peerPID := fs.Int("peer-pid", 0, "the peer's PID, for server CPU per request and peak RSS")
@@ -123,11 +124,16 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	if *grpcAddr == "" {
 		*grpcAddr = cmp.Or(strings.TrimSpace(state.GRPCAddr), "127.0.0.1:50051")
 	}
-	if err := RequireLoopback(*peerURL); err != nil {
-		return err
+	if *httpAddr == "" {
+		*httpAddr = cmp.Or(strings.TrimSpace(state.HTTPAddr), "127.0.0.1:8080")
+	}
+	for _, a := range []string{*peerURL, *httpAddr} {
+		if err := RequireLoopback(a); err != nil {
+			return err
+		}
 	}
 
-	t := &Target{PeerURL: *peerURL, HTTP: NewHTTPClient(*concurrency), PageSize: int32(*pageSize)}
+	t := &Target{GatehouseURL: "http://" + *httpAddr, PeerURL: *peerURL, HTTP: NewHTTPClient(*concurrency), PageSize: int32(*pageSize)}
 	t.Conns, err = DialGRPC(*grpcAddr, *conns)
 	if err != nil {
 		return err
@@ -155,7 +161,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 				return err
 			}
 			pid := *grpcPID
-			if IsHTTP(name) {
+			if IsPeer(name) {
 				pid = *peerPID
 			}
 			r, err := Run(ctx, Options{
@@ -181,7 +187,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	report := LoadReport{
-		Target: *grpcAddr, Peer: *peerURL, Rounds: *rounds, Concurrency: *concurrency,
+		Target: *grpcAddr, HTTPTarget: *httpAddr, Peer: *peerURL, Rounds: *rounds, Concurrency: *concurrency,
 		Warmup: *warmup, Duration: *duration, Runs: results,
 	}
 	for _, n := range names {
@@ -201,6 +207,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 // LoadReport is the output of `gatehouse-bench load`.
 type LoadReport struct {
 	Target      string               `json:"grpc_target"`
+	HTTPTarget  string               `json:"http_target"`
 	Peer        string               `json:"peer"`
 	Rounds      int                  `json:"rounds"`
 	Concurrency int                  `json:"concurrency"`

@@ -196,3 +196,37 @@ func TestPeer(t *testing.T) {
 		t.Errorf("the peer fetched the JWKS %d times for 3 unknown kids; want 3 (one per request, as clerk-sdk-go does)", got)
 	}
 }
+
+// TestHTTPScenarios runs GetMe over each of the HTTP listener's protocols
+// against an in-process Gatehouse: every call succeeds with a good token,
+// and every one fails with a bad one (so the scenarios see failures).
+func TestHTTPScenarios(t *testing.T) {
+	st, err := startStack(t.Context(), "", nil, time.Second, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.close)
+	token, err := st.emu.MintSession(clerkemu.Session{UserID: "user_httpbench"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, scenario := range []string{GetMeConnect, GetMeGRPCWeb, GetMeREST} {
+		for _, tt := range []struct {
+			token    string
+			failures int64
+		}{{token, 0}, {"not-a-token", 20}} {
+			target := &Target{GatehouseURL: "http://" + st.app.HTTPAddr.String(), HTTP: NewHTTPClient(4), Tokens: []string{tt.token}}
+			call, err := target.NewCall(scenario)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, err := Run(t.Context(), Options{Name: scenario, Concurrency: 4, Requests: 20, Duration: 20 * time.Second}, call)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Requests != 20 || r.Errors != tt.failures {
+				t.Errorf("%s with token %.10s…: %d requests, %d errors %v; want 20, %d", scenario, tt.token, r.Requests, r.Errors, r.ErrorKinds, tt.failures)
+			}
+		}
+	}
+}

@@ -37,6 +37,7 @@ type ProfileOptions struct {
 //
 //	go tool pprof -top -cum -focus 'grpc.\(\*Server\).handleStream' getme.prof
 //	go tool pprof -top -cum -focus 'http.\(\*conn\).serve' peer.prof
+//	go tool pprof -top -cum -focus 'vanguard.\(\*Transcoder\).ServeHTTP' getme-connect.prof
 //
 // Gatehouse logs as in production (JSON, one line per RPC) to /dev/null,
 // so formatting and the write are in the profile.
@@ -69,7 +70,8 @@ func Profile(ctx context.Context, opts ProfileOptions) (*Result, error) {
 		metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), &gatehousev1.GetMeRequest{}); err != nil {
 		return nil, fmt.Errorf("priming GetMe: %w", err)
 	}
-	t := &Target{Conns: conns, PeerURL: st.peerURL, HTTP: NewHTTPClient(opts.Concurrency), Tokens: []string{token}}
+	t := &Target{Conns: conns, GatehouseURL: "http://" + st.app.HTTPAddr.String(), PeerURL: st.peerURL,
+		HTTP: NewHTTPClient(opts.Concurrency), Tokens: []string{token}}
 	call, err := t.NewCall(opts.Scenario)
 	if err != nil {
 		return nil, err

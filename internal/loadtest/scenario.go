@@ -1,7 +1,10 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,26 +23,34 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/loopback"
 )
 
-// The scenarios Load knows. The gRPC ones call Gatehouse; PeerGetMe calls
-// the peer's GET /me.
+// The scenarios Load knows. The gRPC ones call Gatehouse's gRPC listener;
+// the getme-* ones call the same GetMe on its HTTP listener, over the
+// protocols a browser or curl uses (HTTP/1.1, as browsers speak to a
+// plaintext server); PeerGetMe calls the peer's GET /me.
 const (
 	Health        = "health"        // grpc.health.v1.Health/Check, no token
 	GetMe         = "getme"         // UserService/GetMe
 	ListProjects  = "listprojects"  // ProjectService/ListProjects
 	CreateProject = "createproject" // ProjectService/CreateProject
+	GetMeConnect  = "getme-connect" // GetMe over Connect, JSON
+	GetMeGRPCWeb  = "getme-grpcweb" // GetMe over gRPC-Web, binary
+	GetMeREST     = "getme-rest"    // GET /v1/me
 	PeerGetMe     = "peer"          // the peer's GET /me
 )
 
 // ScenarioNames lists the scenarios in the order the help shows them.
-var ScenarioNames = []string{Health, GetMe, ListProjects, CreateProject, PeerGetMe}
+var ScenarioNames = []string{Health, GetMe, ListProjects, CreateProject, GetMeConnect, GetMeGRPCWeb, GetMeREST, PeerGetMe}
 
 // Target is what the scenarios call.
 type Target struct {
 	// Conns are gRPC connections to Gatehouse; calls spread over them.
 	Conns []*grpc.ClientConn
+	// GatehouseURL is Gatehouse's HTTP listener ("http://127.0.0.1:8080"),
+	// for the getme-* scenarios.
+	GatehouseURL string
 	// PeerURL is the peer's base URL ("http://127.0.0.1:8090").
 	PeerURL string
-	// HTTP is the client for the peer.
+	// HTTP is the client for Gatehouse's HTTP listener and the peer.
 	HTTP *http.Client
 	// Tokens are session tokens; calls take them in turn.
 	Tokens []string
@@ -47,19 +58,29 @@ type Target struct {
 	PageSize int32
 }
 
-// IsHTTP reports whether scenario calls the peer rather than Gatehouse.
-func IsHTTP(scenario string) bool { return scenario == PeerGetMe }
+// IsPeer reports whether scenario calls the peer rather than Gatehouse.
+func IsPeer(scenario string) bool { return scenario == PeerGetMe }
+
+// isGatehouseHTTP reports whether scenario calls Gatehouse's HTTP listener.
+func isGatehouseHTTP(scenario string) bool {
+	return scenario == GetMeConnect || scenario == GetMeGRPCWeb || scenario == GetMeREST
+}
 
 // NewCall returns the Call for scenario against t.
 func (t *Target) NewCall(scenario string) (Call, error) {
 	if !slices.Contains(ScenarioNames, scenario) {
 		return nil, fmt.Errorf("unknown scenario %q (have %s)", scenario, strings.Join(ScenarioNames, ", "))
 	}
-	if IsHTTP(scenario) {
+	switch {
+	case IsPeer(scenario):
 		if t.PeerURL == "" {
 			return nil, fmt.Errorf("scenario %s needs the peer's URL", scenario)
 		}
-	} else if len(t.Conns) == 0 {
+	case isGatehouseHTTP(scenario):
+		if t.GatehouseURL == "" {
+			return nil, fmt.Errorf("scenario %s needs Gatehouse's HTTP address", scenario)
+		}
+	case len(t.Conns) == 0:
 		return nil, fmt.Errorf("scenario %s needs Gatehouse's gRPC address", scenario)
 	}
 	if scenario != Health && len(t.Tokens) == 0 {
@@ -111,6 +132,8 @@ func (t *Target) NewCall(scenario string) (Call, error) {
 				})
 			return err
 		}, nil
+	case GetMeConnect, GetMeGRPCWeb, GetMeREST:
+		return t.httpGetMe(scenario, bearers), nil
 	default: // PeerGetMe
 		u := strings.TrimRight(t.PeerURL, "/") + "/me"
 		return func(ctx context.Context, seq int64) error {
@@ -123,6 +146,87 @@ func (t *Target) NewCall(scenario string) (Call, error) {
 		}, nil
 	}
 }
+
+// httpGetMe is GetMe on Gatehouse's HTTP listener, written out as a
+// browser's fetch or curl sends it, so the client costs little and the
+// server's work is the transcoding and the call.
+func (t *Target) httpGetMe(scenario string, bearers []string) Call {
+	base := strings.TrimRight(t.GatehouseURL, "/")
+	method, u, body, header := http.MethodPost, base+"/gatehouse.v1.UserService/GetMe", []byte("{}"), http.Header{
+		"Content-Type":             {"application/json"},
+		"Connect-Protocol-Version": {"1"},
+	}
+	switch scenario {
+	case GetMeGRPCWeb:
+		body = []byte{0, 0, 0, 0, 0} // one frame: an empty GetMeRequest
+		header = http.Header{"Content-Type": {"application/grpc-web+proto"}, "X-Grpc-Web": {"1"}}
+	case GetMeREST:
+		method, u, body, header = http.MethodGet, base+"/v1/me", nil, http.Header{}
+	}
+	return func(ctx context.Context, seq int64) error {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, rd)
+		if err != nil {
+			return err
+		}
+		req.Header = header.Clone()
+		req.Header.Set("Authorization", bearers[seq%int64(len(bearers))])
+		if scenario != GetMeGRPCWeb {
+			return doHTTP(t.HTTP, req, http.StatusOK)
+		}
+		return doGRPCWeb(t.HTTP, req)
+	}
+}
+
+// doGRPCWeb sends a gRPC-Web request and checks its status: gRPC-Web
+// answers 200 and puts the status in a trailers-only answer's headers or in
+// the body's trailer frame.
+func doGRPCWeb(c *http.Client, req *http.Request) error {
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return &HTTPStatusError{Code: resp.StatusCode}
+	}
+	if s := resp.Header.Get("Grpc-Status"); s != "" && s != "0" {
+		return &GRPCWebStatusError{Status: s}
+	}
+	// Frames: 1 byte of flags and 4 of length; the trailer frame (flags
+	// 0x80) holds "grpc-status: N" lines.
+	for len(b) >= 5 {
+		n := int(binary.BigEndian.Uint32(b[1:5]))
+		if len(b) < 5+n {
+			break
+		}
+		frame := b[5 : 5+n]
+		if b[0]&0x80 != 0 {
+			for _, line := range strings.Split(string(frame), "\r\n") {
+				if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "grpc-status") {
+					if v = strings.TrimSpace(v); v != "0" {
+						return &GRPCWebStatusError{Status: v}
+					}
+					return nil
+				}
+			}
+		}
+		b = b[5+n:]
+	}
+	return errors.New("grpc-web: no grpc-status in the answer")
+}
+
+// GRPCWebStatusError is a gRPC-Web answer with a non-zero grpc-status.
+type GRPCWebStatusError struct{ Status string }
+
+func (e *GRPCWebStatusError) Error() string { return "grpc-web: grpc-status " + e.Status }
 
 // doHTTP sends req, drains the answer (so the connection is reused) and
 // checks its status: want, or any 2xx when want is 0.
