@@ -21,6 +21,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -32,6 +33,14 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
+
+// h2cClient speaks HTTP/2 without TLS; its connections close before the
+// server stops, so the server's shutdown need not wait for them.
+func h2cClient(t *testing.T) *http.Client {
+	tr := h2c()
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}
 
 // exchange is one HTTP request and its answer, read whole.
 type exchange struct {
@@ -232,7 +241,7 @@ func TestConnectWire(t *testing.T) {
 		headers []string
 	}{
 		{"HTTP/1.1", nil, []string{"Connect-Protocol-Version", "1"}},
-		{"HTTP/2", &http.Client{Transport: h2c()}, []string{"Connect-Protocol-Version", "1"}},
+		{"HTTP/2", h2cClient(t), []string{"Connect-Protocol-Version", "1"}},
 		// curl, following Connect's own examples, sends no protocol version.
 		{"without Connect-Protocol-Version", nil, nil},
 	} {
@@ -241,6 +250,11 @@ func TestConnectWire(t *testing.T) {
 			e := g.send(t, tt.client, "POST", getMe, []byte(`{}`), h...).want(t, 200)
 			if tt.client != nil && e.proto != "HTTP/2.0" {
 				t.Errorf("answered over %s", e.proto)
+			}
+			// A unary answer is written whole, with its length, not
+			// flushed in chunks.
+			if tt.client == nil && e.header.Get("Content-Length") == "" {
+				t.Errorf("no Content-Length: %v", e.header)
 			}
 			var me gatehousev1.GetMeResponse
 			decodeJSON(t, e.body, &me)
@@ -339,7 +353,7 @@ func TestGRPCWebWire(t *testing.T) {
 	for _, tt := range []struct {
 		name   string
 		client *http.Client
-	}{{"HTTP/1.1", nil}, {"HTTP/2", &http.Client{Transport: h2c()}}} {
+	}{{"HTTP/1.1", nil}, {"HTTP/2", h2cClient(t)}} {
 		t.Run(tt.name, func(t *testing.T) {
 			call := func(method string, m proto.Message, token string) exchange {
 				body := grpcWebFrame(m)
@@ -353,6 +367,9 @@ func TestGRPCWebWire(t *testing.T) {
 			e := call("/gatehouse.v1.UserService/GetMe", &gatehousev1.GetMeRequest{}, tok)
 			if ct := e.header.Get("Content-Type"); ct != "application/grpc-web+proto" {
 				t.Fatalf("content type %q", ct)
+			}
+			if tt.client == nil && e.header.Get("Content-Length") == "" {
+				t.Errorf("a unary answer without Content-Length: %v", e.header)
 			}
 			msgs, trailers := grpcWebFrames(t, e.body)
 			var me gatehousev1.GetMeResponse
@@ -675,5 +692,29 @@ func TestHTTPCallsPassTheInterceptors(t *testing.T) {
 		if !strings.Contains(metrics, series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
+	}
+}
+
+// TestStreamsStillFlush: a server stream over the HTTP listener delivers
+// each message as it is sent (unary answers are written whole; streams are
+// not held back). Health/Watch sends the status at once and then waits.
+func TestStreamsStillFlush(t *testing.T) {
+	g := start(t, "sqlite")
+	for _, opts := range [][]connect.ClientOption{{connect.WithProtoJSON()}, {connect.WithGRPCWeb()}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		watch := connect.NewClient[healthpb.HealthCheckRequest, healthpb.HealthCheckResponse](
+			&http.Client{Transport: http1()}, g.httpURL+"/grpc.health.v1.Health/Watch", opts...)
+		stream, err := watch.CallServerStream(ctx, connect.NewRequest(&healthpb.HealthCheckRequest{}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !stream.Receive() {
+			t.Fatalf("no first message: %v", stream.Err())
+		}
+		if got := stream.Msg().GetStatus(); got != healthpb.HealthCheckResponse_SERVING {
+			t.Errorf("Watch: %v", got)
+		}
+		stream.Close()
+		cancel()
 	}
 }

@@ -77,6 +77,7 @@ func New(srv *grpc.Server, o Options) (*API, error) {
 		return nil, err
 	}
 	h = connectAtRPCPaths(services, h)
+	h = unaryWritesOnce(services, h)
 	return &API{handler: CORS(o.AllowedOrigins)(h), prefixes: prefixes(services)}, nil
 }
 
@@ -101,6 +102,40 @@ func connectAtRPCPaths(services []protoreflect.ServiceDescriptor, next http.Hand
 		next.ServeHTTP(w, r)
 	})
 }
+
+// unaryWritesOnce hands the handler of a unary call — every REST route, and
+// every RPC path but the streaming methods' — a ResponseWriter whose Flush
+// does nothing. Vanguard and gRPC flush as they go (the headers and message,
+// the trailers), and over HTTP/1.1 each flush is a write of its own, then
+// one more for the chunked body's end; unflushed, net/http writes a small
+// answer whole when the handler returns, in one write with a
+// Content-Length. A unary answer is complete only then anyway. Streams keep
+// their flushes.
+func unaryWritesOnce(services []protoreflect.ServiceDescriptor, next http.Handler) http.Handler {
+	streaming := map[string]bool{}
+	for _, sd := range services {
+		methods := sd.Methods()
+		for i := range methods.Len() {
+			if md := methods.Get(i); md.IsStreamingClient() || md.IsStreamingServer() {
+				streaming["/"+string(sd.FullName())+"/"+string(md.Name())] = true
+			}
+		}
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if streaming[r.URL.Path] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(unflushed{w}, r)
+	})
+}
+
+// unflushed is a ResponseWriter whose Flush is left to net/http.
+type unflushed struct{ http.ResponseWriter }
+
+func (unflushed) Flush() {}
+
+func (w unflushed) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func isConnectUnaryType(contentType string) bool {
 	mediaType, _, _ := strings.Cut(contentType, ";")
