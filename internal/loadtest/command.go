@@ -88,6 +88,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	devDir := fs.String("dev-dir", devstate.Dir, "directory of a running `gatehouse dev` (dev.json, emulator-key.pem)")
 	grpcAddr := fs.String("grpc", "", "Gatehouse's gRPC address (default: from dev.json, else 127.0.0.1:50051)")
 	httpAddr := fs.String("http", "", "Gatehouse's HTTP address, for the getme-* scenarios (default: from dev.json, else 127.0.0.1:8080)")
+	http2 := fs.Bool("http2", false, "the getme-* scenarios over HTTP/2 without TLS, multiplexed as gRPC is, rather than HTTP/1.1")
 	peerURL := fs.String("peer", "http://127.0.0.1:8090", "the peer's base URL")
 	grpcPID := fs.Int("grpc-pid", 0, "Gatehouse's PID, for server CPU per request and peak RSS")
 	peerPID := fs.Int("peer-pid", 0, "the peer's PID, for server CPU per request and peak RSS")
@@ -134,6 +135,9 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 	}
 
 	t := &Target{GatehouseURL: "http://" + *httpAddr, PeerURL: *peerURL, HTTP: NewHTTPClient(*concurrency), PageSize: int32(*pageSize)}
+	if *http2 {
+		t.HTTP = NewH2CClient()
+	}
 	t.Conns, err = DialGRPC(*grpcAddr, *conns)
 	if err != nil {
 		return err

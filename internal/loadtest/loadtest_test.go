@@ -216,6 +216,9 @@ func TestHTTPScenarios(t *testing.T) {
 			failures int64
 		}{{token, 0}, {"not-a-token", 20}} {
 			target := &Target{GatehouseURL: "http://" + st.app.HTTPAddr.String(), HTTP: NewHTTPClient(4), Tokens: []string{tt.token}}
+			if tt.failures == 0 {
+				target.HTTP = NewH2CClient() // good tokens over HTTP/2, bad ones over HTTP/1.1
+			}
 			call, err := target.NewCall(scenario)
 			if err != nil {
 				t.Fatal(err)

@@ -282,6 +282,14 @@ func NewHTTPClient(conns int) *http.Client {
 	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }
 
+// NewH2CClient returns a client that speaks HTTP/2 without TLS (prior
+// knowledge), multiplexing its requests on one connection as gRPC does.
+func NewH2CClient() *http.Client {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	return &http.Client{Transport: &http.Transport{Protocols: &p, DisableCompression: true}, Timeout: 30 * time.Second}
+}
+
 // RequireLoopback refuses an address (host:port or URL) that is not on the
 // loopback interface: these tools generate load and must not aim it at
 // anything shared.
