@@ -12,9 +12,11 @@
 // and google.api.http transcoding define them.
 //
 // What this package adds around it: a bound on request and response messages
-// (the gRPC server's own limit), the update mask of a REST PATCH taken from
-// the body's fields when the query names none, and CORS for the browsers'
-// origins (the same list Clerk's azp is checked against).
+// (the gRPC server's own limit); the update mask of a REST PATCH taken from
+// the body's fields when the query names none; a JSON POST to an RPC path
+// taken as Connect even without its protocol header (curl); a unary answer
+// written in one piece; and CORS for the browsers' origins (the same list
+// Clerk's azp is checked against).
 package httpapi
 
 import (
