@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"sync/atomic"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -79,6 +80,12 @@ type Server struct {
 	grpc   *grpc.Server
 	health *health.Server
 	http   *http.Server
+
+	// httpServing is set while ServeHTTP runs; httpStopped is closed when
+	// it has drained. The HTTP listener's API calls are calls on s.grpc,
+	// which cancels them when it stops, so it must stop after them.
+	httpServing atomic.Bool
+	httpStopped chan struct{}
 }
 
 // New builds the gRPC server and the HTTP handler. It registers the
@@ -104,7 +111,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 
-	s := &Server{log: o.Logger, health: health.NewServer()}
+	s := &Server{log: o.Logger, health: health.NewServer(), httpStopped: make(chan struct{})}
 	panics := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
 		o.Logger.ErrorContext(ctx, "panic in handler", "panic", p)
 		return status.Error(codes.Internal, "internal error")
@@ -177,7 +184,9 @@ func New(o Options) (*Server, error) {
 
 // ServeGRPC serves gRPC on lis until ctx ends, then reports NOT_SERVING to
 // health checks and drains in-flight calls (cutting them after
-// ShutdownTimeout).
+// ShutdownTimeout). While ServeHTTP runs, it first waits for the HTTP
+// listener to drain: grpc.Server's graceful stop would cancel the calls
+// that came in over HTTP rather than wait for them.
 func (s *Server) ServeGRPC(ctx context.Context, lis net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(lis) }()
@@ -187,6 +196,12 @@ func (s *Server) ServeGRPC(ctx context.Context, lis net.Listener) error {
 	case <-ctx.Done():
 	}
 	s.health.Shutdown()
+	if s.httpServing.Load() {
+		select {
+		case <-s.httpStopped:
+		case <-time.After(ShutdownTimeout):
+		}
+	}
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
@@ -201,6 +216,8 @@ func (s *Server) ServeGRPC(ctx context.Context, lis net.Listener) error {
 // ServeHTTP serves the HTTP side on lis until ctx ends, then shuts down
 // gracefully.
 func (s *Server) ServeHTTP(ctx context.Context, lis net.Listener) error {
+	s.httpServing.Store(true)
+	defer close(s.httpStopped)
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(lis) }()
 	select {

@@ -324,3 +324,49 @@ func TestHTTPCallsSeeTheCallersAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestShutdownDrainsInFlightHTTPCalls: a call over the HTTP listener (here
+// Connect) running when the server is told to stop completes too, though
+// it is a gRPC call on the server that is stopping.
+func TestShutdownDrainsInFlightHTTPCalls(t *testing.T) {
+	r := serve(t, nil)
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, _ := http.NewRequest("POST", r.httpURL+"/gatehouse.v1.UserService/GetMe", strings.NewReader("{}"))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Mode", "block")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{resp.StatusCode, string(b), err}
+	}()
+	<-r.users.entered
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.stop() }()
+	select {
+	case <-stopped:
+		t.Fatal("server stopped with a call in flight")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(r.users.release)
+	if res := <-done; res.err != nil || res.status != http.StatusOK || !strings.Contains(res.body, "user_test") {
+		t.Fatalf("in-flight call: HTTP %d %s %v", res.status, res.body, res.err)
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("server did not stop after draining")
+	}
+}
