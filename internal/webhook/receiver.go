@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // MaxBodyBytes is the largest request body the receiver reads; a larger one
@@ -134,8 +136,10 @@ type delivery struct {
 // the event was applied, was a duplicate, was stale or is not handled; 401
 // when the Svix headers are missing, the signature does not match or the
 // timestamp is more than 5 minutes off; 400 for a malformed payload; 405
-// for a method other than POST; 413 for a body over MaxBodyBytes; 503 when
-// the database failed, with nothing written. The body is JSON:
+// for a method other than POST; 413 for a body over MaxBodyBytes; 503 with
+// Retry-After when the database is unavailable (store.IsUnavailable) or
+// did not answer in time, and 500 when applying failed otherwise — either
+// way with nothing written, for Svix to redeliver. The body is JSON:
 // {"result": "..."} and, on an error, "error".
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
@@ -206,7 +210,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) delivery {
 	defer cancel()
 	d.result, d.err = r.apply(ctx, msgID, ev, body)
 	if d.err != nil {
-		d.result, d.status, d.reason = ResultFailed, http.StatusServiceUnavailable, "database unavailable, retry later"
+		d.result, d.status, d.reason = ResultFailed, http.StatusInternalServerError, "internal error"
+		if store.IsUnavailable(d.err) || errors.Is(d.err, context.DeadlineExceeded) || errors.Is(d.err, context.Canceled) {
+			d.status, d.reason = http.StatusServiceUnavailable, "database unavailable, retry later"
+			w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter/time.Second)))
+		}
 		writeJSON(w, d.status, map[string]string{"result": string(d.result), "error": d.reason})
 		return d
 	}
