@@ -38,6 +38,8 @@ type Store struct {
 	DB *sql.DB
 	// Dialect is dialect.Postgres or dialect.SQLite.
 	Dialect string
+
+	dsn string // what the driver was opened with, for NewListener
 }
 
 // Open connects to databaseURL: "" or a file path or "file:" / "sqlite:" URL
@@ -66,8 +68,8 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dia, err)
 	}
-	drv := entsql.OpenDB(dia, db)
-	return &Store{Client: ent.NewClient(ent.Driver(drv)), DB: db, Dialect: dia}, nil
+	drv := notifyingDriver{entsql.OpenDB(dia, db)}
+	return &Store{Client: ent.NewClient(ent.Driver(drv)), DB: db, Dialect: dia, dsn: dsn}, nil
 }
 
 // migrateMu serializes migrations within a process: ent's Schema.Create
