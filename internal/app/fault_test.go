@@ -101,8 +101,12 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 		},
 		"GetMe (first sight)": func(g *gatehouse, ctx context.Context) outcome {
 			id := fmt.Sprintf("user_new%d", firstSight.Add(1))
-			tok := withToken(ctx, g.mint(t, clerkemu.Session{UserID: id}))
-			_, err := g.users.GetMe(tok, &gatehousev1.GetMeRequest{})
+			g.emu.AddUser(clerkemu.User{ID: id})
+			tok, err := g.emu.MintSession(clerkemu.Session{UserID: id})
+			if err != nil {
+				return outcome{result: "mint: " + err.Error()}
+			}
+			_, err = g.users.GetMe(withToken(ctx, tok), &gatehousev1.GetMeRequest{})
 			return outcome{result: status.Code(err).String()}
 		},
 		"GetMe (membership role)": func(g *gatehouse, ctx context.Context) outcome {
@@ -112,7 +116,12 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 		"webhook": func(g *gatehouse, ctx context.Context) outcome {
 			n := webhooks.Add(1)
 			o := outcome{msgID: fmt.Sprintf("msg_load%d", n)}
-			o.result = deliver(ctx, httpClient, g, o.msgID, webhookUser(t, n))
+			body, err := webhookUser(n)
+			if err != nil {
+				o.result = err.Error()
+				return o
+			}
+			o.result = deliver(ctx, httpClient, g, o.msgID, body)
 			return o
 		},
 	}
@@ -249,7 +258,11 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 		}
 		var n int64
 		fmt.Sscanf(o.msgID, "msg_load%d", &n)
-		if got := deliver(ctx, httpClient, replicas[1], o.msgID, webhookUser(t, n)); got != "200" {
+		body, err := webhookUser(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := deliver(ctx, httpClient, replicas[1], o.msgID, body); got != "200" {
 			t.Errorf("redelivery of %s: %s", o.msgID, got)
 		}
 		redelivered++
@@ -287,15 +300,10 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 }
 
 // webhookUser is the n-th load webhook: user.created for user_wh<n>.
-func webhookUser(t *testing.T, n int64) []byte {
-	t.Helper()
-	body, err := clerkemu.SampleEvent(webhook.TypeUserCreated, clerkemu.Sample{
+func webhookUser(n int64) ([]byte, error) {
+	return clerkemu.SampleEvent(webhook.TypeUserCreated, clerkemu.Sample{
 		UserID: fmt.Sprintf("user_wh%d", n), FirstName: fmt.Sprintf("Load %d", n), UpdatedAt: time.Now(),
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return body
 }
 
 // deliver posts a signed webhook as Svix does and returns the HTTP status,
