@@ -95,7 +95,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 
 	// What this replica caches from the database, kept in step with the
 	// changes every replica's webhooks apply.
-	changes, err := invalidation.New(invalidation.Options{Logger: log, Registerer: reg})
+	changes, err := invalidation.New(st, invalidation.Options{Logger: log, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +138,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		"database", st.Dialect, "issuer", cfg.Issuer, "machine_tokens", backend != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return changes.Listen(gctx, st) })
+	g.Go(func() error { return changes.Listen(gctx) })
 	g.Go(func() error { return srv.ServeGRPC(gctx, grpcLis) })
 	g.Go(func() error { return srv.ServeHTTP(gctx, httpLis) })
 	// Serve others' changes from the first call on; if listening takes

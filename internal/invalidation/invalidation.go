@@ -28,6 +28,7 @@ import (
 	"sync"
 	"time"
 
+	"entgo.io/ent/dialect"
 	"github.com/lib/pq"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -84,6 +85,8 @@ type Options struct {
 // A Bus carries invalidations between the replicas sharing one database.
 // It is safe for concurrent use.
 type Bus struct {
+	store  *store.Store
+	notify bool   // Postgres: notifications are sent and heard
 	origin string // this replica, so that it skips its own notifications
 	log    *slog.Logger
 	opts   Options
@@ -98,9 +101,9 @@ type Bus struct {
 	connected     prometheus.Gauge
 }
 
-// New returns a Bus. It fails if its metrics clash with other collectors of
-// the same names.
-func New(opts Options) (*Bus, error) {
+// New returns a Bus for the replicas sharing st's database. It fails if its
+// metrics clash with other collectors of the same names.
+func New(st *store.Store, opts Options) (*Bus, error) {
 	if opts.MinReconnect <= 0 {
 		opts.MinReconnect = 100 * time.Millisecond
 	}
@@ -111,6 +114,8 @@ func New(opts Options) (*Bus, error) {
 		opts.PingInterval = 30 * time.Second
 	}
 	b := &Bus{
+		store:      st,
+		notify:     st.Dialect == dialect.Postgres,
 		origin:     rand.Text()[:10],
 		log:        opts.Logger,
 		opts:       opts,
@@ -151,6 +156,9 @@ func (b *Bus) Subscribe(c Cache) {
 // commits. Call Committed once it has. An error leaves the transaction
 // unusable; roll it back.
 func (b *Bus) Publish(ctx context.Context, keys ...Key) error {
+	if !b.notify {
+		return nil
+	}
 	for _, k := range keys {
 		if err := store.Notify(ctx, Channel, b.origin+" "+string(k)); err != nil {
 			return err
@@ -159,8 +167,8 @@ func (b *Bus) Publish(ctx context.Context, keys ...Key) error {
 	return nil
 }
 
-// Committed drops keys from this replica's caches and counts the
-// notifications Publish sent as sent, now that their transaction has
+// Committed drops keys from this replica's caches and, on Postgres, counts
+// the notifications Publish sent as sent, now that their transaction has
 // committed.
 func (b *Bus) Committed(keys ...Key) {
 	b.mu.RLock()
@@ -170,25 +178,27 @@ func (b *Bus) Committed(keys ...Key) {
 			c.Invalidate(k)
 		}
 	}
-	b.notifications.WithLabelValues("sent").Add(float64(len(keys)))
+	if b.notify {
+		b.notifications.WithLabelValues("sent").Add(float64(len(keys)))
+	}
 }
 
 // Subscribed is closed once Listen has subscribed to Channel for the first
 // time: from then on, the other replicas' changes reach this one.
 func (b *Bus) Subscribed() <-chan struct{} { return b.subscribed }
 
-// Listen hands other replicas' invalidations on st's database to the caches
-// until ctx ends, then returns nil. Its connection is re-established, and
-// subscribed again, whenever it is lost; each time, every cache is reset. On
-// SQLite there are no other replicas, and it just waits for ctx.
-func (b *Bus) Listen(ctx context.Context, st *store.Store) error {
-	if st.Dialect != "postgres" {
+// Listen hands other replicas' invalidations to the caches until ctx ends,
+// then returns nil. Its connection is re-established, and subscribed again,
+// whenever it is lost; each time, every cache is reset. On SQLite there are
+// no other replicas, and it just waits for ctx.
+func (b *Bus) Listen(ctx context.Context) error {
+	if !b.notify {
 		b.once.Do(func() { close(b.subscribed) })
 		<-ctx.Done()
 		return nil
 	}
 	var downSince time.Time // when the connection was lost; zero while up
-	l, err := st.NewListener(b.opts.MinReconnect, b.opts.MaxReconnect, func(ev pq.ListenerEventType, err error) {
+	l, err := b.store.NewListener(b.opts.MinReconnect, b.opts.MaxReconnect, func(ev pq.ListenerEventType, err error) {
 		// Called on the listener's own goroutine, in order.
 		switch ev {
 		case pq.ListenerEventConnected, pq.ListenerEventReconnected:

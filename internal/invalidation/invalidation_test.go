@@ -63,7 +63,7 @@ func newReplica(t *testing.T, url string) *replica {
 	}
 	t.Cleanup(func() { s.Close() })
 	reg := prometheus.NewRegistry()
-	bus, err := invalidation.New(invalidation.Options{Registerer: reg, MinReconnect: 20 * time.Millisecond, MaxReconnect: 200 * time.Millisecond})
+	bus, err := invalidation.New(s, invalidation.Options{Registerer: reg, MinReconnect: 20 * time.Millisecond, MaxReconnect: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func newReplica(t *testing.T, url string) *replica {
 	bus.Subscribe(r.cache)
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
-	go func() { done <- bus.Listen(lctx, s) }()
+	go func() { done <- bus.Listen(lctx) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -238,10 +238,14 @@ func TestSQLiteIsLocalOnly(t *testing.T) {
 	if !r.cache.has(invalidation.User("user_1")) {
 		t.Error("Committed did not reach the cache")
 	}
+	if got := r.counted("sent"); got != 0 {
+		t.Errorf("counted %v sent on SQLite, want 0", got)
+	}
 }
 
 func TestPublishOutsideATransactionFails(t *testing.T) {
-	bus, err := invalidation.New(invalidation.Options{})
+	s := storetest.Open(t, "postgres")
+	bus, err := invalidation.New(s, invalidation.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
