@@ -222,8 +222,12 @@ func (b *Bus) Listen(ctx context.Context) error {
 	defer func() {
 		l.Close() //nolint:errcheck // closing once; nothing to report
 		b.connected.Set(0)
-		for range l.Notify { // let lib/pq's goroutine finish
-		}
+		// Let lib/pq's goroutine deliver what it holds and finish, without
+		// waiting for it: it may be in the middle of a reconnection attempt.
+		go func() {
+			for range l.Notify {
+			}
+		}()
 	}()
 
 	listened := make(chan error, 1)
@@ -246,8 +250,11 @@ func (b *Bus) Listen(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case n := <-l.Notify:
-			if n != nil { // nil follows a reconnection, handled by its event
+		case n, ok := <-l.Notify:
+			switch {
+			case !ok:
+				return nil
+			case n != nil: // nil follows a reconnection, handled by its event
 				b.receive(n.Extra)
 			}
 		case <-ping.C:
