@@ -102,12 +102,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	changes.Subscribe(provisioner)
 
 	receiver, err := webhook.New(webhook.Config{
-		Client:     st.Client,
-		Dialect:    st.Dialect,
-		Secret:     cfg.WebhookSecret,
-		Logger:     log,
-		Registerer: reg,
-		Changes:    changes,
+		Client:        st.Client,
+		Dialect:       st.Dialect,
+		Secret:        cfg.WebhookSecret,
+		Logger:        log,
+		Registerer:    reg,
+		Invalidations: changes,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)

@@ -49,24 +49,24 @@ type Config struct {
 	// Dialect is the store's ("postgres" or "sqlite"): on Postgres the
 	// appliers lock the rows they decide on. Required.
 	Dialect string
-	// Changes, if set, hears of the rows each applied event changed, so
-	// that caches of them drop them, on this replica and on the others
+	// Invalidations, if set, hears of the rows each applied event changed,
+	// so that caches of them drop them, on this replica and on the others
 	// (*invalidation.Bus).
-	Changes Changes
+	Invalidations Invalidator
 	// Now is the clock for deleted_at and received_at; nil is time.Now.
 	// (Svix's verifier checks the timestamp against the real clock.)
 	Now func() time.Time
 }
 
-// Changes is told which rows an applied event changed: Publish inside the
-// event's transaction, before it commits (an error rolls it back, and the
-// delivery fails), and Committed once it has.
-type Changes interface {
+// Invalidator is told which rows an applied event changed: Publish inside
+// the event's transaction, before it commits (an error rolls it back, and
+// the delivery fails), and Committed once it has.
+type Invalidator interface {
 	Publish(ctx context.Context, keys ...invalidation.Key) error
 	Committed(keys ...invalidation.Key)
 }
 
-var _ Changes = (*invalidation.Bus)(nil)
+var _ Invalidator = (*invalidation.Bus)(nil)
 
 // Receiver is the http.Handler for POST /webhooks/clerk.
 type Receiver struct {
@@ -75,7 +75,7 @@ type Receiver struct {
 	log           *slog.Logger
 	now           func() time.Time
 	rowLocks      bool
-	invalidations Changes
+	invalidations Invalidator
 	events        *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 }
@@ -107,7 +107,7 @@ func New(cfg Config) (*Receiver, error) {
 		log:           cfg.Logger,
 		now:           cfg.Now,
 		rowLocks:      cfg.Dialect == dialect.Postgres,
-		invalidations: cfg.Changes,
+		invalidations: cfg.Invalidations,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_webhook_events_total",
 			Help: "Clerk webhook deliveries by event type and result (applied, duplicate, stale, ignored, rejected, failed).",
