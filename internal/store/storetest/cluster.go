@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -207,6 +206,14 @@ func dropAbandonedClusters(t testing.TB) {
 	}
 }
 
+// processAlive reports whether pid runs: it exists and is not a zombie
+// waiting to be reaped.
 func processAlive(pid int) bool {
-	return syscall.Kill(pid, 0) == nil
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
 }
