@@ -303,7 +303,7 @@ func TestBadTokensAreUnauthenticated(t *testing.T) {
 		"garbage":            "not-a-jwt",
 		"empty bearer":       "",
 		"unknown kid":        mint(clerkemu.Session{SigningKey: other, KeyID: "ins_forged"}),
-		"not a user subject": mint(clerkemu.Session{UserID: "mch_robot"}),
+		"not a user subject": mint(clerkemu.Session{UserID: "bot_robot"}),
 	}
 	for name, tok := range tokens {
 		t.Run(name, func(t *testing.T) {
@@ -317,6 +317,14 @@ func TestBadTokensAreUnauthenticated(t *testing.T) {
 			}
 		})
 	}
+	// A session's claims with a machine's subject are routed as a machine
+	// token — which GetMe does not take — and are no machine token either.
+	posing := mint(clerkemu.Session{UserID: "mch_robot"})
+	_, err = g.users.GetMe(withToken(context.Background(), posing), &gatehousev1.GetMeRequest{})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = g.projects.ListProjects(metadata.AppendToOutgoingContext(withToken(context.Background(), posing), "x-gatehouse-tenant", "org_a"),
+		&gatehousev1.ListProjectsRequest{})
+	wantCode(t, err, codes.Unauthenticated)
 	// The good token still works: the failures above were the tokens' own.
 	if _, err := g.users.GetMe(withToken(context.Background(), good), &gatehousev1.GetMeRequest{}); err != nil {
 		t.Fatalf("good token: %v", err)
