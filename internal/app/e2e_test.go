@@ -50,9 +50,19 @@ type gatehouse struct {
 
 type option func(*config.Config)
 
+// emulatorJWTKey, set as CLERK_JWT_KEY by an option, stands for the
+// emulator's public key (networkless verification).
+const emulatorJWTKey = "the emulator's public key"
+
 // start runs Gatehouse the way `gatehouse serve` does, on port 0, against a
 // fresh database of the dialect and a fresh Clerk emulator.
 func start(t *testing.T, dialect string, opts ...option) *gatehouse {
+	t.Helper()
+	return startLogging(t, dialect, nil, opts...)
+}
+
+// startLogging is start, writing Gatehouse's log (JSON) to logTo too.
+func startLogging(t *testing.T, dialect string, logTo io.Writer, opts ...option) *gatehouse {
 	t.Helper()
 	emu, err := clerkemu.New(clerkemu.Options{})
 	if err != nil {
@@ -76,11 +86,18 @@ func start(t *testing.T, dialect string, opts ...option) *gatehouse {
 	for _, o := range opts {
 		o(cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	if cfg.ClerkJWTKey == emulatorJWTKey {
+		cfg.ClerkJWTKey = emu.PublicKeyPEM()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out io.Writer = io.Discard
+	if testing.Verbose() {
+		out = testWriter{t}
+	}
+	if logTo != nil {
+		out = io.MultiWriter(out, logTo)
+	}
+	log := slog.New(slog.NewJSONHandler(out, nil))
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		cancel()
