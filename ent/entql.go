@@ -5,7 +5,6 @@ package ent
 import (
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
-	"github.com/gatehouse-dev/gatehouse/ent/predicate"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
@@ -118,18 +117,6 @@ var schemaGraph = func() *sqlgraph.Schema {
 			webhookevent.FieldReceivedAt: {Type: field.TypeTime, Column: webhookevent.FieldReceivedAt},
 		},
 	}
-	graph.MustAddE(
-		"owner",
-		&sqlgraph.EdgeSpec{
-			Rel:     sqlgraph.M2O,
-			Inverse: false,
-			Table:   project.OwnerTable,
-			Columns: []string{project.OwnerColumn},
-			Bidi:    false,
-		},
-		"Project",
-		"User",
-	)
 	return graph
 }()
 
@@ -362,20 +349,6 @@ func (f *ProjectFilter) WhereCreatedAt(p entql.TimeP) {
 // WhereUpdatedAt applies the entql time.Time predicate on the updated_at field.
 func (f *ProjectFilter) WhereUpdatedAt(p entql.TimeP) {
 	f.Where(p.Field(project.FieldUpdatedAt))
-}
-
-// WhereHasOwner applies a predicate to check if query has an edge owner.
-func (f *ProjectFilter) WhereHasOwner() {
-	f.Where(entql.HasEdge("owner"))
-}
-
-// WhereHasOwnerWith applies a predicate to check if query has an edge owner with a given conditions (other predicates).
-func (f *ProjectFilter) WhereHasOwnerWith(preds ...predicate.User) {
-	f.Where(entql.HasEdgeWith("owner", sqlgraph.WrapFunc(func(s *sql.Selector) {
-		for _, p := range preds {
-			p(s)
-		}
-	})))
 }
 
 // addPredicate implements the predicateAdder interface.

@@ -1470,14 +1470,13 @@ type ProjectMutation struct {
 	typ           string
 	id            *string
 	tenant_id     *string
+	owner_id      *string
 	name          *string
 	description   *string
 	status        *project.Status
 	created_at    *time.Time
 	updated_at    *time.Time
 	clearedFields map[string]struct{}
-	owner         *string
-	clearedowner  bool
 	done          bool
 	oldValue      func(context.Context) (*Project, error)
 	predicates    []predicate.Project
@@ -1625,12 +1624,12 @@ func (m *ProjectMutation) ResetTenantID() {
 
 // SetOwnerID sets the "owner_id" field.
 func (m *ProjectMutation) SetOwnerID(s string) {
-	m.owner = &s
+	m.owner_id = &s
 }
 
 // OwnerID returns the value of the "owner_id" field in the mutation.
 func (m *ProjectMutation) OwnerID() (r string, exists bool) {
-	v := m.owner
+	v := m.owner_id
 	if v == nil {
 		return
 	}
@@ -1656,7 +1655,7 @@ func (m *ProjectMutation) OldOwnerID(ctx context.Context) (v string, err error) 
 
 // ResetOwnerID resets all changes to the "owner_id" field.
 func (m *ProjectMutation) ResetOwnerID() {
-	m.owner = nil
+	m.owner_id = nil
 }
 
 // SetName sets the "name" field.
@@ -1839,33 +1838,6 @@ func (m *ProjectMutation) ResetUpdatedAt() {
 	m.updated_at = nil
 }
 
-// ClearOwner clears the "owner" edge to the User entity.
-func (m *ProjectMutation) ClearOwner() {
-	m.clearedowner = true
-	m.clearedFields[project.FieldOwnerID] = struct{}{}
-}
-
-// OwnerCleared reports if the "owner" edge to the User entity was cleared.
-func (m *ProjectMutation) OwnerCleared() bool {
-	return m.clearedowner
-}
-
-// OwnerIDs returns the "owner" edge IDs in the mutation.
-// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
-// OwnerID instead. It exists only for internal usage by the builders.
-func (m *ProjectMutation) OwnerIDs() (ids []string) {
-	if id := m.owner; id != nil {
-		ids = append(ids, *id)
-	}
-	return
-}
-
-// ResetOwner resets all changes to the "owner" edge.
-func (m *ProjectMutation) ResetOwner() {
-	m.owner = nil
-	m.clearedowner = false
-}
-
 // Where appends a list predicates to the ProjectMutation builder.
 func (m *ProjectMutation) Where(ps ...predicate.Project) {
 	m.predicates = append(m.predicates, ps...)
@@ -1904,7 +1876,7 @@ func (m *ProjectMutation) Fields() []string {
 	if m.tenant_id != nil {
 		fields = append(fields, project.FieldTenantID)
 	}
-	if m.owner != nil {
+	if m.owner_id != nil {
 		fields = append(fields, project.FieldOwnerID)
 	}
 	if m.name != nil {
@@ -2101,28 +2073,19 @@ func (m *ProjectMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ProjectMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
-	if m.owner != nil {
-		edges = append(edges, project.EdgeOwner)
-	}
+	edges := make([]string, 0, 0)
 	return edges
 }
 
 // AddedIDs returns all IDs (to other nodes) that were added for the given edge
 // name in this mutation.
 func (m *ProjectMutation) AddedIDs(name string) []ent.Value {
-	switch name {
-	case project.EdgeOwner:
-		if id := m.owner; id != nil {
-			return []ent.Value{*id}
-		}
-	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ProjectMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 0)
 	return edges
 }
 
@@ -2134,42 +2097,25 @@ func (m *ProjectMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ProjectMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
-	if m.clearedowner {
-		edges = append(edges, project.EdgeOwner)
-	}
+	edges := make([]string, 0, 0)
 	return edges
 }
 
 // EdgeCleared returns a boolean which indicates if the edge with the given name
 // was cleared in this mutation.
 func (m *ProjectMutation) EdgeCleared(name string) bool {
-	switch name {
-	case project.EdgeOwner:
-		return m.clearedowner
-	}
 	return false
 }
 
 // ClearEdge clears the value of the edge with the given name. It returns an error
 // if that edge is not defined in the schema.
 func (m *ProjectMutation) ClearEdge(name string) error {
-	switch name {
-	case project.EdgeOwner:
-		m.ClearOwner()
-		return nil
-	}
 	return fmt.Errorf("unknown Project unique edge %s", name)
 }
 
 // ResetEdge resets all changes to the edge with the given name in this mutation.
 // It returns an error if the edge is not defined in the schema.
 func (m *ProjectMutation) ResetEdge(name string) error {
-	switch name {
-	case project.EdgeOwner:
-		m.ResetOwner()
-		return nil
-	}
 	return fmt.Errorf("unknown Project edge %s", name)
 }
 

@@ -59,26 +59,18 @@ var (
 	ProjectsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
 		{Name: "tenant_id", Type: field.TypeString, Size: 80},
+		{Name: "owner_id", Type: field.TypeString},
 		{Name: "name", Type: field.TypeString, Size: 400},
 		{Name: "description", Type: field.TypeString, Size: 8000, Default: ""},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"active", "archived"}, Default: "active"},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
-		{Name: "owner_id", Type: field.TypeString},
 	}
 	// ProjectsTable holds the schema information for the "projects" table.
 	ProjectsTable = &schema.Table{
 		Name:       "projects",
 		Columns:    ProjectsColumns,
 		PrimaryKey: []*schema.Column{ProjectsColumns[0]},
-		ForeignKeys: []*schema.ForeignKey{
-			{
-				Symbol:     "projects_users_owner",
-				Columns:    []*schema.Column{ProjectsColumns[7]},
-				RefColumns: []*schema.Column{UsersColumns[0]},
-				OnDelete:   schema.Restrict,
-			},
-		},
 		Indexes: []*schema.Index{
 			{
 				Name:    "project_tenant_id_id",
@@ -88,7 +80,7 @@ var (
 			{
 				Name:    "project_tenant_id_created_at_id",
 				Unique:  false,
-				Columns: []*schema.Column{ProjectsColumns[1], ProjectsColumns[5], ProjectsColumns[0]},
+				Columns: []*schema.Column{ProjectsColumns[1], ProjectsColumns[6], ProjectsColumns[0]},
 			},
 		},
 	}
@@ -156,7 +148,6 @@ func init() {
 	OrganizationsTable.Annotation = &entsql.Annotation{
 		Table: "organizations",
 	}
-	ProjectsTable.ForeignKeys[0].RefTable = UsersTable
 	ProjectsTable.Annotation = &entsql.Annotation{
 		Table: "projects",
 	}

@@ -134,6 +134,10 @@ func init() {
 			return nil
 		}
 	}()
+	// projectDescOwnerID is the schema descriptor for owner_id field.
+	projectDescOwnerID := projectFields[1].Descriptor()
+	// project.OwnerIDValidator is a validator for the "owner_id" field. It is called by the builders before save.
+	project.OwnerIDValidator = projectDescOwnerID.Validators[0].(func(string) error)
 	// projectDescName is the schema descriptor for name field.
 	projectDescName := projectFields[2].Descriptor()
 	// project.NameValidator is a validator for the "name" field. It is called by the builders before save.

@@ -10,8 +10,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 )
 
-// User mirrors a Clerk user. It has no edges: ownership is declared on the
-// owned side (Project.owner), and membership is looked up by tenant.
+// User mirrors a Clerk user. It has no edges: a project names its owner by
+// id (Project.owner_id), and membership is looked up by tenant.
 type User struct {
 	ent.Schema
 }

@@ -79,7 +79,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 	reg := prometheus.NewRegistry()
 
-	// The Backend API, when there is a secret key: JWKS, users, machine tokens.
+	// The Backend API, when there is a secret key: JWKS, users, and the
+	// verification of opaque credentials.
 	var backend *clerk.Client
 	if cfg.ClerkSecretKey != "" {
 		backend = clerk.New(clerk.Config{APIURL: cfg.ClerkAPIURL, SecretKey: cfg.ClerkSecretKey})
@@ -88,7 +89,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	if err != nil {
 		return nil, err
 	}
-	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg)
+	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +136,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 	log.Info("gatehouse listening",
 		"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"database", st.Dialect, "issuer", cfg.Issuer, "machine_tokens", backend != nil)
+		"database", st.Dialect, "issuer", cfg.Issuer, "opaque_credentials", backend != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return changes.Listen(gctx) })
@@ -201,11 +202,12 @@ func newKeySource(ctx context.Context, cfg *config.Config, backend *clerk.Client
 }
 
 // newAuthenticator builds what authenticates and authorizes every call: the
-// session verifier, the access rules declared in the proto, the provisioner
-// that creates users on first sight and, with a Backend API (backend not
-// nil), the machine-token verifier and first-sight fetches from Clerk. It
+// session verifier and the machine-JWT verifier (one key source for both),
+// the access rules declared in the proto, the provisioner that creates
+// users on first sight and, with a Backend API (backend not nil), the
+// verifier of opaque credentials and first-sight fetches from Clerk. It
 // refuses to start if an RPC lacks a rule.
-func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer) (*auth.Authenticator, *provision.Provisioner, error) {
+func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*auth.Authenticator, *provision.Provisioner, error) {
 	sessions, err := auth.NewSessionVerifier(auth.SessionConfig{
 		Keys:              keys,
 		Issuer:            cfg.Issuer,
@@ -215,10 +217,23 @@ func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	var machines *auth.MachineVerifier
+	jwts, err := auth.NewMachineJWTVerifier(auth.MachineJWTConfig{
+		Keys:           keys,
+		Issuer:         cfg.Issuer,
+		OAuthAudiences: cfg.OAuthAudiences,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var opaque *auth.OpaqueVerifier
 	var users provision.UserSource
 	if backend != nil {
-		machines = auth.NewMachineVerifier(auth.MachineConfig{Tokens: backend})
+		opaque = auth.NewOpaqueVerifier(auth.OpaqueConfig{
+			Clerk:          backend,
+			Burst:          cfg.VerifyBurst,
+			Rate:           cfg.VerifyRate,
+			OAuthAudiences: cfg.OAuthAudiences,
+		})
 		users = backend
 	}
 	rules, err := auth.LoadRules(
@@ -231,7 +246,8 @@ func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Cl
 	provisioner := provision.New(st.Client, users, provision.Options{})
 	authn, err := auth.New(auth.Config{
 		Sessions:    sessions,
-		Machines:    machines,
+		MachineJWTs: jwts,
+		Opaque:      opaque,
 		Rules:       rules,
 		Provisioner: provisioner,
 		Roles:       provisioner,

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
 )
@@ -27,6 +28,8 @@ const (
 	DefaultHTTPAddr        = ":8080"
 	DefaultClerkAPIURL     = "https://api.clerk.com/v1"
 	DefaultRefetchInterval = 5 * time.Second
+	DefaultVerifyBurst     = 20
+	DefaultVerifyRate      = 10.0
 )
 
 // Config is Gatehouse's configuration. See the README's table.
@@ -54,6 +57,14 @@ type Config struct {
 	// Migrate says whether serve migrates the schema on start
 	// (GATEHOUSE_MIGRATE, default true).
 	Migrate bool
+	// OAuthAudiences, when set, are the audiences an OAuth access token
+	// must name one of (GATEHOUSE_OAUTH_AUDIENCE).
+	OAuthAudiences []string
+	// VerifyBurst and VerifyRate are each caller address's token bucket of
+	// calls to Clerk's verify endpoints (GATEHOUSE_VERIFY_RATE,
+	// "burst,refill per second").
+	VerifyBurst int
+	VerifyRate  float64
 
 	LogFormat string // json or text
 	LogLevel  slog.Level
@@ -79,6 +90,9 @@ func Load(getenv Getenv) (*Config, error) {
 		WebhookSecret:       strings.TrimSpace(getenv("CLERK_WEBHOOK_SIGNING_SECRET")),
 		JWKSRefetchInterval: DefaultRefetchInterval,
 		Migrate:             true,
+		OAuthAudiences:      SplitList(getenv("GATEHOUSE_OAUTH_AUDIENCE")),
+		VerifyBurst:         DefaultVerifyBurst,
+		VerifyRate:          DefaultVerifyRate,
 		LogFormat:           cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "json"),
 	}
 
@@ -168,6 +182,19 @@ func Load(getenv Getenv) (*Config, error) {
 		}
 		c.Migrate = b
 	}
+	for _, aud := range c.OAuthAudiences {
+		if strings.ContainsFunc(aud, unicode.IsSpace) {
+			bad("GATEHOUSE_OAUTH_AUDIENCE", "want comma-separated audiences without spaces, got %q", aud)
+		}
+	}
+	if v := strings.TrimSpace(getenv("GATEHOUSE_VERIFY_RATE")); v != "" {
+		burst, rate, err := ParseVerifyRate(v)
+		if err != nil {
+			bad("GATEHOUSE_VERIFY_RATE", "%v", err)
+		} else {
+			c.VerifyBurst, c.VerifyRate = burst, rate
+		}
+	}
 	if v := getenv("GATEHOUSE_PAGE_TOKEN_SECRET"); v != "" {
 		if len(v) < 32 {
 			bad("GATEHOUSE_PAGE_TOKEN_SECRET", "want at least 32 characters")
@@ -248,6 +275,25 @@ func ParseRolePermissions(s string) (map[string][]string, error) {
 		out[role] = list
 	}
 	return out, nil
+}
+
+// ParseVerifyRate reads GATEHOUSE_VERIFY_RATE: "burst,refill", a whole
+// burst of 1 to 10,000 calls and a refill of more than 0 and at most 10,000
+// calls per second, e.g. "20,10" or "5,0.5".
+func ParseVerifyRate(s string) (burst int, perSecond float64, err error) {
+	b, r, ok := strings.Cut(s, ",")
+	if !ok {
+		return 0, 0, fmt.Errorf("want burst,refill per second like 20,10, got %q", s)
+	}
+	burst, err = strconv.Atoi(strings.TrimSpace(b))
+	if err != nil || burst < 1 || burst > 10_000 {
+		return 0, 0, fmt.Errorf("burst: want a whole number from 1 to 10000, got %q", b)
+	}
+	perSecond, err = strconv.ParseFloat(strings.TrimSpace(r), 64)
+	if err != nil || !(perSecond > 0 && perSecond <= 10_000) {
+		return 0, 0, fmt.Errorf("refill: want calls per second, more than 0 and at most 10000, got %q", r)
+	}
+	return burst, perSecond, nil
 }
 
 // SplitList reads a comma-separated list, as in CLERK_AUTHORIZED_PARTIES

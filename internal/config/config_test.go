@@ -28,8 +28,10 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := []any{c.GRPCAddr, c.HTTPAddr, c.ClerkAPIURL, c.JWKSRefetchInterval, c.Migrate, c.LogFormat, c.DatabaseURL}
-	want := []any{":50051", ":8080", "https://api.clerk.com/v1", 5 * time.Second, true, "json", ""}
+	got := []any{c.GRPCAddr, c.HTTPAddr, c.ClerkAPIURL, c.JWKSRefetchInterval, c.Migrate, c.LogFormat, c.DatabaseURL,
+		c.VerifyBurst, c.VerifyRate, c.OAuthAudiences}
+	want := []any{":50051", ":8080", "https://api.clerk.com/v1", 5 * time.Second, true, "json", "",
+		20, 10.0, []string(nil)}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
 	}
@@ -40,18 +42,20 @@ func TestLoadDefaults(t *testing.T) {
 
 func TestLoadReportsEveryProblem(t *testing.T) {
 	_, err := config.Load(env(map[string]string{
-		"DATABASE_URL":        "mysql://x",
-		"GATEHOUSE_GRPC_ADDR": "nonsense",
-		"CLERK_API_URL":       "::",
-		"GATEHOUSE_LOG_LEVEL": "loud",
-		"CLERK_JWT_KEY":       "not a pem",
+		"DATABASE_URL":             "mysql://x",
+		"GATEHOUSE_GRPC_ADDR":      "nonsense",
+		"CLERK_API_URL":            "::",
+		"GATEHOUSE_LOG_LEVEL":      "loud",
+		"CLERK_JWT_KEY":            "not a pem",
+		"GATEHOUSE_VERIFY_RATE":    "lots",
+		"GATEHOUSE_OAUTH_AUDIENCE": "https://api.example.com, two words",
 	}))
 	var ce *config.Error
 	if !errors.As(err, &ce) {
 		t.Fatalf("Load: got %v, want *config.Error", err)
 	}
 	for _, v := range []string{"DATABASE_URL", "GATEHOUSE_GRPC_ADDR", "CLERK_API_URL", "GATEHOUSE_LOG_LEVEL",
-		"CLERK_JWT_KEY", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET"} {
+		"CLERK_JWT_KEY", "CLERK_ISSUER", "CLERK_WEBHOOK_SIGNING_SECRET", "GATEHOUSE_VERIFY_RATE", "GATEHOUSE_OAUTH_AUDIENCE"} {
 		if !strings.Contains(err.Error(), v+":") {
 			t.Errorf("error does not name %s:\n%v", v, err)
 		}
@@ -126,5 +130,46 @@ func TestSplitList(t *testing.T) {
 		if d := cmp.Diff(want, config.SplitList(in)); d != "" {
 			t.Errorf("SplitList(%q) (-want +got):\n%s", in, d)
 		}
+	}
+}
+
+func TestVerifyRateAndAudience(t *testing.T) {
+	tests := []struct {
+		rate, audience string
+		burst          int
+		perSecond      float64
+		audiences      []string
+		bad            string // the variable Load names, if any
+	}{
+		{rate: "5,0.5", burst: 5, perSecond: 0.5},
+		{rate: " 100 , 50 ", burst: 100, perSecond: 50},
+		{rate: "20", bad: "GATEHOUSE_VERIFY_RATE"},
+		{rate: "0,10", bad: "GATEHOUSE_VERIFY_RATE"},
+		{rate: "1.5,10", bad: "GATEHOUSE_VERIFY_RATE"},
+		{rate: "20,0", bad: "GATEHOUSE_VERIFY_RATE"},
+		{rate: "20,-1", bad: "GATEHOUSE_VERIFY_RATE"},
+		{rate: "20,NaN", bad: "GATEHOUSE_VERIFY_RATE"},
+		{audience: "https://api.example.com", burst: 20, perSecond: 10, audiences: []string{"https://api.example.com"}},
+		{audience: "a, b,", burst: 20, perSecond: 10, audiences: []string{"a", "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.rate+"|"+tt.audience, func(t *testing.T) {
+			m := valid()
+			m["GATEHOUSE_VERIFY_RATE"], m["GATEHOUSE_OAUTH_AUDIENCE"] = tt.rate, tt.audience
+			c, err := config.Load(env(m))
+			if tt.bad != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.bad+":") {
+					t.Fatalf("Load = %v, want a problem with %s", err, tt.bad)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := []any{c.VerifyBurst, c.VerifyRate, c.OAuthAudiences}
+			if d := cmp.Diff([]any{tt.burst, tt.perSecond, tt.audiences}, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
 	}
 }

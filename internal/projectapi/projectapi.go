@@ -58,17 +58,17 @@ func New(client *ent.Client, tokens *pagetoken.Codec) *Service {
 }
 
 // CreateProject creates an active project in the caller's tenant, owned by
-// the calling user. Invalid name or description: INVALID_ARGUMENT with field
-// violations; a machine caller: PERMISSION_DENIED.
+// the calling user — or, when an organization calls with its own API key,
+// by that key (owner_id ak_…). Invalid name or description: INVALID_ARGUMENT
+// with field violations; a machine caller: PERMISSION_DENIED.
 func (s *Service) CreateProject(ctx context.Context, req *gatehousev1.CreateProjectRequest) (*gatehousev1.CreateProjectResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if p.Kind != viewer.KindUser {
-		// The access rule already keeps machines out; a project needs a user
-		// as its owner, so say so here too.
-		return nil, fmt.Errorf("only users can create projects: %w", derrors.ErrPermissionDenied)
+	owner, err := ownerOf(p)
+	if err != nil {
+		return nil, err
 	}
 	var bad derrors.BadRequest
 	name := checkName(&bad, "name", req.GetName())
@@ -78,7 +78,7 @@ func (s *Service) CreateProject(ctx context.Context, req *gatehousev1.CreateProj
 	}
 	now := now()
 	row, err := s.client.Project.Create().
-		SetOwnerID(p.Subject).
+		SetOwnerID(owner).
 		SetName(name).
 		SetDescription(req.GetDescription()).
 		SetStatus(project.StatusActive).
@@ -89,6 +89,19 @@ func (s *Service) CreateProject(ctx context.Context, req *gatehousev1.CreateProj
 		return nil, fmt.Errorf("create project: %w", err)
 	}
 	return &gatehousev1.CreateProjectResponse{Project: toProto(row)}, nil
+}
+
+// ownerOf is who owns what p creates: a user, or the API key an
+// organization called with. The access rule already keeps machines out; a
+// project needs an owner, so say so here too.
+func ownerOf(p *viewer.Principal) (string, error) {
+	switch {
+	case p.Kind == viewer.KindUser:
+		return p.Subject, nil
+	case p.Kind == viewer.KindOrganization && p.Credential == viewer.CredentialAPIKey && p.SessionID != "":
+		return p.SessionID, nil
+	}
+	return "", fmt.Errorf("only users and organizations' API keys can create projects: %w", derrors.ErrPermissionDenied)
 }
 
 // GetProject returns a project of the caller's tenant; any other id is

@@ -75,7 +75,7 @@ func logCall(ctx context.Context, log *slog.Logger, method string, rec *callReco
 // of Gatehouse's own, whose cause the client is not told.
 func hidesCause(code codes.Code) bool {
 	switch code {
-	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable:
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.ResourceExhausted:
 		return true
 	}
 	return false
