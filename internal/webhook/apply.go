@@ -42,14 +42,14 @@ const (
 	ResultFailed Result = "failed"
 )
 
-// maxAttempts bounds how often one delivery's transaction is retried after
-// a Postgres deadlock or serialization failure before answering 503 and
-// leaving the retry to Svix.
+// maxAttempts bounds how often one delivery's transaction is run after a
+// race it lost (see retryable) before answering 503 and leaving the retry
+// to Svix. One rerun settles a lost race: the winner has committed by then.
 const maxAttempts = 3
 
 // apply applies ev exactly once per msgID: its effect and the WebhookEvent
-// row commit together or not at all. A Postgres deadlock or serialization
-// failure reruns the transaction, up to maxAttempts.
+// row commit together or not at all. A transaction that lost a race with a
+// concurrent one (retryable) is run again, up to maxAttempts.
 func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []byte) (Result, error) {
 	ctx = withRowLocks(viewer.NewSystemContext(ctx), r.rowLocks)
 	for attempt := 1; ; attempt++ {
@@ -113,12 +113,27 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 	return res, nil
 }
 
-// retryable reports whether err is a Postgres deadlock or serialization
-// failure, after which the whole transaction may simply be run again.
+// retryable reports whether err is a race lost to a concurrent transaction
+// on Postgres, after which the whole transaction may simply be run again:
+// a deadlock, a serialization failure, or a unique violation.
+//
+// The unique violation is how two first events for one membership collide.
+// The memberships table has two unique keys on its id: ent's primary key
+// (id) and the tenant-leading (tenant_id, id) that is the ON CONFLICT target.
+// Postgres treats only the target as the arbiter; when both inserts pass
+// its check before either has written, the second one meets the first's
+// row in the primary key, waits for it to commit and then fails with
+// 23505 instead of doing nothing. Run again, the insert sees the committed
+// row and the applier goes on from it. (Users, organizations and the
+// svix-id record have one unique key each, their conflict target, so they
+// cannot collide this way; the retry covers them all the same.)
 func retryable(err error) bool {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
-		return pqErr.Code == "40001" || pqErr.Code == "40P01"
+		switch pqErr.Code {
+		case "40001", "40P01", "23505":
+			return true
+		}
 	}
 	return false
 }
