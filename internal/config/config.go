@@ -19,6 +19,8 @@ import (
 	"time"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
+
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // Defaults.
@@ -142,8 +144,8 @@ func Load(getenv Getenv) (*Config, error) {
 
 	if c.WebhookSecret == "" {
 		bad("CLERK_WEBHOOK_SIGNING_SECRET", "set it (whsec_…) from the Clerk dashboard's webhook endpoint")
-	} else if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.WebhookSecret, "whsec_")); err != nil {
-		bad("CLERK_WEBHOOK_SIGNING_SECRET", "want whsec_ followed by base64")
+	} else if err := webhook.CheckSecret(c.WebhookSecret); err != nil {
+		bad("CLERK_WEBHOOK_SIGNING_SECRET", "%v", err)
 	}
 
 	if v := getenv("GATEHOUSE_JWKS_REFETCH_INTERVAL"); v != "" {

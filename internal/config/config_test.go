@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"encoding/base64"
 	"errors"
 	"strings"
 	"testing"
@@ -126,5 +127,46 @@ func TestSplitList(t *testing.T) {
 		if d := cmp.Diff(want, config.SplitList(in)); d != "" {
 			t.Errorf("SplitList(%q) (-want +got):\n%s", in, d)
 		}
+	}
+}
+
+// TestWebhookSigningSecret: the secret must be a Svix one, "whsec_" and the
+// base64 of at least 24 bytes; anything weaker is listed with the other
+// problems, without echoing the secret.
+func TestWebhookSigningSecret(t *testing.T) {
+	b64 := func(n int) string { return base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", n))) }
+	for _, tc := range []struct {
+		name, secret string
+		ok           bool
+	}{
+		{"Svix's own: 24 bytes", "whsec_" + b64(24), true},
+		{"longer", "whsec_" + b64(32), true},
+		{"surrounding space", " whsec_" + b64(24) + "\n", true},
+		{"missing", "", false},
+		{"empty key", "whsec_", false},
+		{"short key", "whsec_" + b64(23), false},
+		{"not base64", "whsec_" + strings.Repeat("!", 32), false},
+		{"no whsec_ prefix", b64(24), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := valid()
+			e["CLERK_WEBHOOK_SIGNING_SECRET"] = tc.secret
+			e["GATEHOUSE_LOG_LEVEL"] = "loud" // another problem, listed beside it
+			_, err := config.Load(env(e))
+			var ce *config.Error
+			if !errors.As(err, &ce) {
+				t.Fatalf("Load: got %v, want *config.Error", err)
+			}
+			listed := strings.Contains(err.Error(), "CLERK_WEBHOOK_SIGNING_SECRET:")
+			if listed == tc.ok {
+				t.Errorf("secret %q: problems\n%v", tc.secret, err)
+			}
+			if !strings.Contains(err.Error(), "GATEHOUSE_LOG_LEVEL:") {
+				t.Errorf("the other problem is not listed:\n%v", err)
+			}
+			if k := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(tc.secret), "whsec_")); len(k) > 8 && strings.Contains(err.Error(), k) {
+				t.Errorf("the problem echoes the secret:\n%v", err)
+			}
+		})
 	}
 }

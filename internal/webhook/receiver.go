@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -69,9 +71,34 @@ type Receiver struct {
 
 var _ http.Handler = (*Receiver)(nil)
 
-// New returns a Receiver. It fails if the client or secret is missing, the
-// secret is not a base64 "whsec_…" key, or the metrics clash with other
-// collectors of the same name.
+// MinSecretBytes is the shortest signing key a Receiver accepts. Svix's
+// endpoint secrets are 24 random bytes.
+const MinSecretBytes = 24
+
+// CheckSecret reports whether secret is an endpoint signing secret as Svix
+// issues them: "whsec_" followed by the standard base64 of a key of at least
+// MinSecretBytes bytes. Svix's verifier itself takes any base64, even
+// "whsec_" alone — an empty HMAC key with which anyone can sign. The error
+// never quotes the secret.
+func CheckSecret(secret string) error {
+	key, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return errors.New("want the endpoint's signing secret, whsec_ followed by base64")
+	}
+	// Not the decoder's message: it quotes the offending byte.
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return errors.New("want whsec_ followed by base64")
+	}
+	if len(raw) < MinSecretBytes {
+		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), MinSecretBytes)
+	}
+	return nil
+}
+
+// New returns a Receiver. It fails if the client is missing, the secret
+// fails CheckSecret, or the metrics clash with other collectors of the same
+// name.
 func New(cfg Config) (*Receiver, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("webhook: no ent client")
@@ -79,14 +106,15 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Secret == "" {
 		return nil, errors.New("webhook: no signing secret (CLERK_WEBHOOK_SIGNING_SECRET)")
 	}
+	if err := CheckSecret(cfg.Secret); err != nil {
+		return nil, fmt.Errorf("webhook: signing secret: %w", err)
+	}
 	if cfg.Dialect != dialect.Postgres && cfg.Dialect != dialect.SQLite {
 		return nil, fmt.Errorf("webhook: unknown dialect %q", cfg.Dialect)
 	}
 	verifier, err := svix.NewWebhook(cfg.Secret)
 	if err != nil {
-		// Never the secret itself, nor the decoder's message, which quotes
-		// the offending byte.
-		return nil, errors.New("webhook: signing secret is not a whsec_ base64 key")
+		return nil, errors.New("webhook: signing secret: want whsec_ followed by base64")
 	}
 	r := &Receiver{
 		client:        cfg.Client,

@@ -3,7 +3,9 @@ package webhook
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -363,4 +365,32 @@ func TestRejectedDeliveriesWriteNothing(t *testing.T) {
 			t.Errorf("%d log lines, want one per delivery (10):\n%s", n, logs)
 		}
 	})
+}
+
+// TestWeakSigningSecretIsRefused: a receiver is not built on a secret that
+// is not Svix's whsec_ + base64 of at least 24 bytes — "whsec_" alone, which
+// svix's verifier takes as an empty HMAC key anyone can sign with, a short
+// key, or a bare key — and the error does not echo the secret.
+func TestWeakSigningSecretIsRefused(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	short := "whsec_" + base64.StdEncoding.EncodeToString([]byte("sixteen bytes!!!"))
+	for _, secret := range []string{"whsec_", "whsec_AAAA", short, "whsec_!!!!", strings.TrimPrefix(newSecret(), "whsec_")} {
+		r, err := New(Config{Client: s.Client, Dialect: s.Dialect, Secret: secret})
+		if err == nil {
+			// What it would let through: a delivery signed with the weak key.
+			w := httptest.NewRecorder()
+			req, rerr := clerkemu.NewWebhookRequest(context.Background(), "http://gatehouse/webhooks/clerk", secret, "", time.Now(), sample(t, TypeUserCreated, clerkemu.Sample{}))
+			if rerr == nil {
+				r.ServeHTTP(w, req)
+			}
+			t.Errorf("New(secret %q) succeeded; a delivery signed with it got %d", secret, w.Code)
+			continue
+		}
+		if k := strings.TrimPrefix(secret, "whsec_"); len(k) > 4 && strings.Contains(err.Error(), k) {
+			t.Errorf("error echoes the secret: %v", err)
+		}
+	}
+	if n := rowCounts(t, s.Client)["users"]; n != 0 {
+		t.Errorf("%d users written through weak secrets", n)
+	}
 }
