@@ -27,7 +27,8 @@
 // clears the user's personal data, deletes the projects of their personal
 // tenant and ends their memberships; organization.deleted deletes the
 // organization's projects and ends its memberships. Event types Gatehouse
-// does not handle are recorded as "ignored" and answered 200.
+// does not handle are recorded as "ignored" and answered 200, whatever their
+// data holds.
 //
 // Per row, the appliers take the row lock (SELECT … FOR UPDATE, or FOR
 // SHARE for the organization and user a membership refers to) before

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -138,8 +139,9 @@ type clerkMembership struct {
 
 // DecodeEvent parses and validates a Clerk event envelope
 // ({"type","object":"event","data":{…}}) and, for the handled types, its
-// payload. Unhandled types decode with Handled false and are not looked
-// into beyond their id. Every error wraps ErrMalformed.
+// payload. Unhandled types decode with Handled false whatever their data
+// holds (null, a string, nothing at all), and are not looked into beyond
+// their id. Every error wraps ErrMalformed.
 //
 // Call it only on a body whose signature has been verified.
 func DecodeEvent(body []byte) (*Event, error) {
@@ -153,11 +155,25 @@ func DecodeEvent(body []byte) (*Event, error) {
 	if env.Type == "" || len(env.Type) > maxTypeLen || !printable(env.Type) {
 		return nil, malformed("missing or unreadable type")
 	}
+	ev := &Event{Type: env.Type}
 	data := bytes.TrimSpace(env.Data)
+	if !slices.Contains(HandledTypes, env.Type) {
+		// Not ours to apply, whatever its data: answered 200, so Svix does
+		// not retry it. Keep its id for the audit record when it has a sane
+		// one.
+		var obj struct {
+			ID any `json:"id"`
+		}
+		if len(data) > 0 && data[0] == '{' && json.Unmarshal(data, &obj) == nil {
+			if id, ok := obj.ID.(string); ok && validClerkID(id, "") {
+				ev.ObjectID = id
+			}
+		}
+		return ev, nil
+	}
 	if len(data) == 0 || data[0] != '{' {
 		return nil, malformed("%s: data is not an object", env.Type)
 	}
-	ev := &Event{Type: env.Type}
 	var err error
 	switch env.Type {
 	case TypeUserCreated, TypeUserUpdated, TypeUserDeleted:
@@ -175,18 +191,6 @@ func DecodeEvent(body []byte) (*Event, error) {
 		if ev.membership != nil {
 			ev.ObjectID = ev.membership.ID
 		}
-	default:
-		// Not ours to apply; keep its id for the audit record when it has a
-		// sane one.
-		var obj struct {
-			ID any `json:"id"`
-		}
-		if json.Unmarshal(data, &obj) == nil {
-			if id, ok := obj.ID.(string); ok && validClerkID(id, "") {
-				ev.ObjectID = id
-			}
-		}
-		return ev, nil
 	}
 	if err != nil {
 		return nil, err

@@ -49,6 +49,21 @@ func TestDecodeEvent(t *testing.T) {
 			wantType: "email.created",
 		},
 		{
+			name:     "unhandled type, data null",
+			body:     `{"type":"session.created","object":"event","data":null}`,
+			wantType: "session.created",
+		},
+		{
+			name:     "unhandled type, data a string",
+			body:     `{"type":"session.created","object":"event","data":"x"}`,
+			wantType: "session.created",
+		},
+		{
+			name:     "unhandled type, no data",
+			body:     `{"type":"waitlistEntry.created","object":"event"}`,
+			wantType: "waitlistEntry.created",
+		},
+		{
 			name:     "no object field",
 			body:     `{"type":"organization.deleted","data":{"deleted":true,"id":"org_1","object":"organization"}}`,
 			wantType: "organization.deleted", wantID: "org_1", handled: true,
@@ -82,7 +97,7 @@ func TestDecodeEventRejects(t *testing.T) {
 		"object not event":              `{"type":"user.created","object":"user","data":{}}`,
 		"no data":                       `{"type":"user.created","object":"event"}`,
 		"data null":                     `{"type":"user.created","object":"event","data":null}`,
-		"data a string":                 `{"type":"session.created","object":"event","data":"x"}`,
+		"data a string":                 `{"type":"user.deleted","object":"event","data":"x"}`,
 		"user id missing":               `{"type":"user.deleted","data":{"deleted":true}}`,
 		"user id of an org":             `{"type":"user.deleted","data":{"id":"org_1"}}`,
 		"user id with SQL":              `{"type":"user.deleted","data":{"id":"user_1' OR '1'='1"}}`,

@@ -394,3 +394,31 @@ func TestWeakSigningSecretIsRefused(t *testing.T) {
 		t.Errorf("%d users written through weak secrets", n)
 	}
 }
+
+// TestUnhandledEventWhateverItsData: an event type Gatehouse does not handle
+// is answered 200 "ignored" whatever its data holds, so that Svix does not
+// retry it for days; the handled types keep their validation.
+func TestUnhandledEventWhateverItsData(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		e := newEndpoint(t, s, newSecret())
+		for _, tc := range []struct {
+			body string
+			want answer
+		}{
+			{`{"type":"session.created","object":"event","data":null}`, answer{200, "ignored"}},
+			{`{"type":"session.created","object":"event","data":"x"}`, answer{200, "ignored"}},
+			{`{"type":"email.created","object":"event","data":[1,2]}`, answer{200, "ignored"}},
+			{`{"type":"sms.created","object":"event","data":7}`, answer{200, "ignored"}},
+			{`{"type":"waitlistEntry.created","object":"event"}`, answer{200, "ignored"}},
+			{`{"type":"user.created","object":"event","data":null}`, answer{400, "rejected"}},
+			{`{"type":"organizationMembership.deleted","object":"event","data":"x"}`, answer{400, "rejected"}},
+		} {
+			if got := e.deliver("", []byte(tc.body)); got != tc.want {
+				t.Errorf("%s: got %+v, want %+v", tc.body, got, tc.want)
+			}
+		}
+		if n := rowCounts(t, s.Client)["webhook_events"]; n != 5 {
+			t.Errorf("%d events recorded, want the 5 ignored ones", n)
+		}
+	})
+}
