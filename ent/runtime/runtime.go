@@ -31,6 +31,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	membershipMixinHooks1 := membershipMixin[1].Hooks()
+
+	membership.Hooks[1] = membershipMixinHooks1[0]
 	membershipMixinFields0 := membershipMixin[0].Fields()
 	_ = membershipMixinFields0
 	membershipFields := schema.Membership{}.Fields()
@@ -70,6 +73,7 @@ func init() {
 	membershipDescID := membershipFields[0].Descriptor()
 	// membership.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	membership.IDValidator = membershipDescID.Validators[0].(func(string) error)
+	organizationMixin := schema.Organization{}.Mixin()
 	organization.Policy = privacy.NewPolicies(schema.Organization{})
 	organization.Hooks[0] = func(next ent.Mutator) ent.Mutator {
 		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
@@ -79,6 +83,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	organizationMixinHooks0 := organizationMixin[0].Hooks()
+
+	organization.Hooks[1] = organizationMixinHooks0[0]
 	organizationFields := schema.Organization{}.Fields()
 	_ = organizationFields
 	// organizationDescName is the schema descriptor for name field.
@@ -160,6 +167,7 @@ func init() {
 	project.DefaultID = projectDescID.Default.(func() string)
 	// project.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	project.IDValidator = projectDescID.Validators[0].(func(string) error)
+	userMixin := schema.User{}.Mixin()
 	user.Policy = privacy.NewPolicies(schema.User{})
 	user.Hooks[0] = func(next ent.Mutator) ent.Mutator {
 		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
@@ -169,6 +177,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	userMixinHooks0 := userMixin[0].Hooks()
+
+	user.Hooks[1] = userMixinHooks0[0]
 	userFields := schema.User{}.Fields()
 	_ = userFields
 	// userDescEmail is the schema descriptor for email field.

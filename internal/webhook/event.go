@@ -8,7 +8,6 @@ import (
 	"io"
 	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -39,11 +38,13 @@ var ErrMalformed = errors.New("malformed Clerk event")
 
 // Limits on what a decoded event may carry. Clerk's values are far shorter;
 // the limits keep a signed but hostile or corrupted payload from reaching
-// the database as something it must store.
+// the database as something it must store. Text (names, email addresses,
+// URLs) is not refused: the store cleans every string from Clerk before it
+// writes it (ent/schema's ClerkMirrorMixin), as it does for first-sight
+// fetches, so that no profile a user can set makes an event unappliable.
 const (
 	maxTypeLen  = 100
 	maxIDLen    = 100
-	maxTextLen  = 2048
 	maxEmails   = 100
 	maxClerkTS  = 1 << 53 // unix ms; beyond this a float64-minded producer has lost precision
 	objectEvent = "event"
@@ -216,10 +217,6 @@ func decodeUser(typ string, data []byte) (*clerkUser, error) {
 	if len(u.EmailAddresses) > maxEmails {
 		return nil, malformed("%s: too many email addresses", typ)
 	}
-	fields := []string{u.FirstName, u.LastName, u.ImageURL, u.primaryEmail()}
-	if !allText(fields...) {
-		return nil, malformed("%s: unreadable text field", typ)
-	}
 	return &u, nil
 }
 
@@ -241,13 +238,7 @@ func checkOrganization(typ string, o *clerkOrganization, full bool) error {
 	if !full {
 		return nil
 	}
-	if err := checkTimes(typ, o.CreatedAt, o.UpdatedAt); err != nil {
-		return err
-	}
-	if !allText(o.Name, o.Slug, o.ImageURL) {
-		return malformed("%s: unreadable text field", typ)
-	}
-	return nil
+	return checkTimes(typ, o.CreatedAt, o.UpdatedAt)
 }
 
 func decodeMembership(typ string, data []byte) (*clerkMembership, error) {
@@ -268,11 +259,6 @@ func decodeMembership(typ string, data []byte) (*clerkMembership, error) {
 	}
 	if err := checkTimes(typ, m.CreatedAt, m.UpdatedAt); err != nil {
 		return nil, err
-	}
-	p := m.PublicUserData
-	if !allText(m.Role, p.Identifier, p.FirstName, p.LastName, p.ImageURL,
-		m.Organization.Name, m.Organization.Slug, m.Organization.ImageURL) {
-		return nil, malformed("%s: unreadable text field", typ)
 	}
 	return &m, nil
 }
@@ -325,18 +311,6 @@ func validClerkID(id, prefix string) bool {
 
 func alnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-// allText reports whether every s is bounded, valid UTF-8 without NUL
-// (which Postgres text cannot hold: such an event could never be applied,
-// and would be retried forever).
-func allText(ss ...string) bool {
-	for _, s := range ss {
-		if len(s) > maxTextLen || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // printable reports whether s is ASCII without control characters.

@@ -422,3 +422,33 @@ func TestUnhandledEventWhateverItsData(t *testing.T) {
 		}
 	})
 }
+
+// TestClerkStringsAreCleaned: text Postgres cannot hold as is (a NUL byte)
+// or that is far too long does not make an event unappliable — Svix would
+// retry it for days, and the mirror would never catch up. It is applied,
+// cleaned as first-sight provisioning cleans it.
+func TestClerkStringsAreCleaned(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		e := newEndpoint(t, s, newSecret())
+		long := strings.Repeat("ä", 3000)
+		for _, step := range []struct {
+			typ string
+			s   clerkemu.Sample
+		}{
+			{TypeOrganizationMembershipCreated, clerkemu.Sample{UserID: charles, FirstName: "Char\x00les", OrgName: "Engines\x00"}},
+			{TypeUserCreated, clerkemu.Sample{FirstName: "Ada\x00", LastName: long, Email: "ada\x00@example.com"}},
+		} {
+			if got := e.deliver("", sample(t, step.typ, step.s)); got != (answer{200, "applied"}) {
+				t.Fatalf("%s: got %+v, want 200 applied", step.typ, got)
+			}
+		}
+		u := getUser(t, s.Client, ada)
+		if u.FirstName != "Ada" || u.Email != "ada@example.com" || len(u.LastName) != 2048 || !strings.HasPrefix(long, u.LastName) {
+			t.Errorf("user stored as %q %q and a last name of %d bytes", u.FirstName, u.Email, len(u.LastName))
+		}
+		m := dumpMirror(t, s.Client)
+		if m.Users[1].ID != charles || m.Users[1].FirstName != "Charles" || m.Orgs[0].Name != "Engines" {
+			t.Errorf("stubs from the membership: %+v %+v", m.Users[1], m.Orgs[0])
+		}
+	})
+}
