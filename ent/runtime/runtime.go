@@ -31,9 +31,12 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	membershipMixinHooks0 := membershipMixin[0].Hooks()
 	membershipMixinHooks1 := membershipMixin[1].Hooks()
 
-	membership.Hooks[1] = membershipMixinHooks1[0]
+	membership.Hooks[1] = membershipMixinHooks0[0]
+
+	membership.Hooks[2] = membershipMixinHooks1[0]
 	membershipMixinFields0 := membershipMixin[0].Fields()
 	_ = membershipMixinFields0
 	membershipFields := schema.Membership{}.Fields()
@@ -118,6 +121,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	projectMixinHooks0 := projectMixin[0].Hooks()
+
+	project.Hooks[1] = projectMixinHooks0[0]
 	projectMixinFields0 := projectMixin[0].Fields()
 	_ = projectMixinFields0
 	projectFields := schema.Project{}.Fields()

@@ -41,6 +41,12 @@ func (TenantMixin) Policy() ent.Policy {
 	return tenancy.TenantPolicy()
 }
 
+// Hooks of the TenantMixin: no viewer's write goes into a deleted tenant
+// (checked in the write's transaction).
+func (TenantMixin) Hooks() []ent.Hook {
+	return []ent.Hook{tenancy.RefuseDeletedTenant()}
+}
+
 func validTenantID(id string) error {
 	if !viewer.ValidTenantID(id) {
 		return errors.New("malformed tenant id")

@@ -49,6 +49,10 @@ var (
 	ErrUnauthenticated = errors.New("unauthenticated")
 	// ErrUnavailable: a dependency is down; the call may be retried.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrFailedPrecondition: the system is not in a state in which the call
+	// can succeed, and retrying will not change that (for example, a write
+	// into a deleted tenant).
+	ErrFailedPrecondition = errors.New("failed precondition")
 )
 
 // errNoViewer marks a store denial of a context that carried no viewer: the
@@ -163,6 +167,8 @@ func classify(err error) verdict {
 		return verdict{status: status.New(codes.Unauthenticated, err.Error())}
 	case errors.Is(err, ErrUnavailable):
 		return verdict{status: status.New(codes.Unavailable, err.Error())}
+	case errors.Is(err, ErrFailedPrecondition):
+		return verdict{status: status.New(codes.FailedPrecondition, err.Error())}
 
 	case ent.IsNotFound(err):
 		// A row filtered out by the tenant policy is indistinguishable from

@@ -43,6 +43,7 @@ func TestStatus(t *testing.T) {
 		{"permission denied sentinel", derrors.ErrPermissionDenied, codes.PermissionDenied, "permission denied"},
 		{"unauthenticated sentinel", fmt.Errorf("token expired: %w", derrors.ErrUnauthenticated), codes.Unauthenticated, "token expired: unauthenticated"},
 		{"unavailable sentinel", fmt.Errorf("clerk: %w", derrors.ErrUnavailable), codes.Unavailable, "clerk: unavailable"},
+		{"failed precondition sentinel", fmt.Errorf("create project: organization org_x was deleted: %w", derrors.ErrFailedPrecondition), codes.FailedPrecondition, "create project: organization org_x was deleted: failed precondition"},
 		{"status passes through", status.Error(codes.ResourceExhausted, "slow down"), codes.ResourceExhausted, "slow down"},
 		{"wrapped status passes through", fmt.Errorf("verify: %w", status.Error(codes.Unauthenticated, "token expired")), codes.Unauthenticated, "token expired"},
 		{"canceled", fmt.Errorf("list projects: %w", context.Canceled), codes.Canceled, "context canceled"},
