@@ -227,8 +227,12 @@ func init() {
 	webhookeventDescObjectID := webhookeventFields[2].Descriptor()
 	// webhookevent.DefaultObjectID holds the default value on creation for the object_id field.
 	webhookevent.DefaultObjectID = webhookeventDescObjectID.Default.(string)
+	// webhookeventDescUserID is the schema descriptor for user_id field.
+	webhookeventDescUserID := webhookeventFields[3].Descriptor()
+	// webhookevent.DefaultUserID holds the default value on creation for the user_id field.
+	webhookevent.DefaultUserID = webhookeventDescUserID.Default.(string)
 	// webhookeventDescReceivedAt is the schema descriptor for received_at field.
-	webhookeventDescReceivedAt := webhookeventFields[5].Descriptor()
+	webhookeventDescReceivedAt := webhookeventFields[7].Descriptor()
 	// webhookevent.DefaultReceivedAt holds the default value on creation for the received_at field.
 	webhookevent.DefaultReceivedAt = webhookeventDescReceivedAt.Default.(func() time.Time)
 	// webhookeventDescID is the schema descriptor for id field.

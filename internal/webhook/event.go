@@ -59,6 +59,9 @@ type Event struct {
 	ObjectID string
 	// Handled reports whether Type is one of HandledTypes.
 	Handled bool
+	// UserID is the user whose personal data the event holds: the user of
+	// a user.* event, the member of a membership event; "" for others.
+	UserID string
 
 	user       *clerkUser
 	org        *clerkOrganization
@@ -180,7 +183,7 @@ func DecodeEvent(body []byte) (*Event, error) {
 	case TypeUserCreated, TypeUserUpdated, TypeUserDeleted:
 		ev.user, err = decodeUser(env.Type, data)
 		if ev.user != nil {
-			ev.ObjectID = ev.user.ID
+			ev.ObjectID, ev.UserID = ev.user.ID, ev.user.ID
 		}
 	case TypeOrganizationCreated, TypeOrganizationUpdated, TypeOrganizationDeleted:
 		ev.org, err = decodeOrganization(env.Type, data)
@@ -190,7 +193,7 @@ func DecodeEvent(body []byte) (*Event, error) {
 	case TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated, TypeOrganizationMembershipDeleted:
 		ev.membership, err = decodeMembership(env.Type, data)
 		if ev.membership != nil {
-			ev.ObjectID = ev.membership.ID
+			ev.ObjectID, ev.UserID = ev.membership.ID, ev.membership.PublicUserData.UserID
 		}
 	}
 	if err != nil {

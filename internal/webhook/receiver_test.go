@@ -288,7 +288,9 @@ func TestUnhandledEventIsRecordedAndIgnored(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ev.Type != "session.created" || ev.Result != "ignored" || ev.ObjectID != "sess_2oSession000000000001" || !bytes.Equal(ev.Payload, body) {
+		// Not its payload: Gatehouse does not know an unhandled type's shape,
+		// so it could not erase the personal data it may hold.
+		if ev.Type != "session.created" || ev.Result != "ignored" || ev.ObjectID != "sess_2oSession000000000001" || ev.Payload != nil {
 			t.Errorf("recorded %s %s %s %q", ev.Type, ev.Result, ev.ObjectID, ev.Payload)
 		}
 		if n := rowCounts(t, s.Client); n["users"] != 0 {
