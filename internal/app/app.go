@@ -64,7 +64,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, err
 
 // start builds Gatehouse on the open store, step by step: the keys, the
 // authenticator, the webhook receiver, the server with its handlers and
-// ready checks, then the listeners.
+// ready checks, then the listeners and the webhook records' sweep.
 func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.Store) (*App, error) {
 	if cfg.Migrate {
 		if err := st.Migrate(ctx); err != nil {
@@ -94,6 +94,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Logger:        log,
 		Registerer:    reg,
 		OnUserChanged: provisioner.Forget,
+		Retention:     cfg.WebhookRetention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
@@ -126,6 +127,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return srv.ServeGRPC(gctx, grpcLis) })
 	g.Go(func() error { return srv.ServeHTTP(gctx, httpLis) })
+	// Purges the webhook records older than GATEHOUSE_WEBHOOK_RETENTION;
+	// it stops with the listeners, before the store closes.
+	g.Go(func() error { return receiver.Sweep(gctx) })
 	return &App{
 		GRPCAddr: grpcLis.Addr(),
 		HTTPAddr: httpLis.Addr(),

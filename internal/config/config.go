@@ -31,6 +31,15 @@ const (
 	DefaultRefetchInterval = 5 * time.Second
 )
 
+// Bounds of GATEHOUSE_WEBHOOK_RETENTION. Below a day, Svix's retries of a
+// delivery (spread over about a day) may outlive its record and be applied
+// again, harmlessly but answered "stale" rather than "duplicate"; an hour is
+// the floor. A year is the ceiling: the records hold personal data.
+const (
+	MinWebhookRetention = time.Hour
+	MaxWebhookRetention = 365 * 24 * time.Hour
+)
+
 // Config is Gatehouse's configuration. See the README's table.
 type Config struct {
 	DatabaseURL string // "" = embedded SQLite file gatehouse.db
@@ -56,6 +65,9 @@ type Config struct {
 	// Migrate says whether serve migrates the schema on start
 	// (GATEHOUSE_MIGRATE, default true).
 	Migrate bool
+	// WebhookRetention is how long the record of a webhook delivery (its
+	// svix-id and raw payload) is kept (GATEHOUSE_WEBHOOK_RETENTION).
+	WebhookRetention time.Duration
 
 	LogFormat string // json or text
 	LogLevel  slog.Level
@@ -81,6 +93,7 @@ func Load(getenv Getenv) (*Config, error) {
 		WebhookSecret:       strings.TrimSpace(getenv("CLERK_WEBHOOK_SIGNING_SECRET")),
 		JWKSRefetchInterval: DefaultRefetchInterval,
 		Migrate:             true,
+		WebhookRetention:    webhook.DefaultRetention,
 		LogFormat:           cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "json"),
 	}
 
@@ -156,6 +169,15 @@ func Load(getenv Getenv) (*Config, error) {
 			c.JWKSRefetchInterval = d
 		}
 	}
+	if v := strings.TrimSpace(getenv("GATEHOUSE_WEBHOOK_RETENTION")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinWebhookRetention || d > MaxWebhookRetention {
+			bad("GATEHOUSE_WEBHOOK_RETENTION", "want a duration between %s and %s (e.g. 168h for 7 days), got %q",
+				fmtHours(MinWebhookRetention), fmtHours(MaxWebhookRetention), v)
+		} else {
+			c.WebhookRetention = d
+		}
+	}
 	if v := getenv("GATEHOUSE_ROLE_PERMISSIONS"); v != "" {
 		rp, err := ParseRolePermissions(v)
 		if err != nil {
@@ -192,6 +214,12 @@ func Load(getenv Getenv) (*Config, error) {
 		return c, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// fmtHours writes d in hours, as GATEHOUSE_WEBHOOK_RETENTION is usually
+// written ("168h", not "168h0m0s").
+func fmtHours(d time.Duration) string {
+	return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
 }
 
 // Error lists every configuration problem.

@@ -34,6 +34,9 @@ func TestLoadDefaults(t *testing.T) {
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("defaults (-want +got):\n%s", d)
 	}
+	if c.WebhookRetention != 168*time.Hour {
+		t.Errorf("webhook retention = %s, want 168h", c.WebhookRetention)
+	}
 	if len(c.PageTokenKey) != 32 {
 		t.Errorf("derived page token key has %d bytes", len(c.PageTokenKey))
 	}
@@ -166,6 +169,43 @@ func TestWebhookSigningSecret(t *testing.T) {
 			}
 			if k := strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(tc.secret), "whsec_")); len(k) > 8 && strings.Contains(err.Error(), k) {
 				t.Errorf("the problem echoes the secret:\n%v", err)
+			}
+		})
+	}
+}
+
+func TestWebhookRetention(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		want  time.Duration // 0: a problem
+	}{
+		{"", 168 * time.Hour},
+		{"24h", 24 * time.Hour},
+		{" 720h ", 720 * time.Hour},
+		{"1h", time.Hour},
+		{"8760h", 8760 * time.Hour},
+		{"59m", 0},
+		{"8761h", 0},
+		{"-168h", 0},
+		{"7d", 0},
+		{"forever", 0},
+	} {
+		t.Run(tc.value, func(t *testing.T) {
+			e := valid()
+			e["GATEHOUSE_WEBHOOK_RETENTION"] = tc.value
+			e["GATEHOUSE_LOG_FORMAT"] = "xml" // another problem, listed beside it
+			c, err := config.Load(env(e))
+			listed := err != nil && strings.Contains(err.Error(), "GATEHOUSE_WEBHOOK_RETENTION:")
+			switch {
+			case tc.want == 0 && !listed:
+				t.Errorf("%q is not listed as a problem: %v", tc.value, err)
+			case tc.want != 0 && listed:
+				t.Errorf("%q listed as a problem: %v", tc.value, err)
+			case tc.want != 0 && c.WebhookRetention != tc.want:
+				t.Errorf("retention = %s, want %s", c.WebhookRetention, tc.want)
+			}
+			if err == nil || !strings.Contains(err.Error(), "GATEHOUSE_LOG_FORMAT:") {
+				t.Errorf("the other problem is not listed: %v", err)
 			}
 		})
 	}

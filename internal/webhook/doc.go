@@ -38,6 +38,8 @@
 // about the user (their user.* events and the memberships'
 // public_user_data), keeping the rows, so redeliveries stay duplicates; an
 // event about the user that arrives later keeps no payload either.
+// Receiver.Sweep purges every record after the retention
+// (GATEHOUSE_WEBHOOK_RETENTION, default 7 days).
 //
 // Per row, the appliers take the row lock (SELECT … FOR UPDATE, or FOR
 // SHARE for the organization and user a membership refers to) before

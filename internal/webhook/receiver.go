@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -52,6 +53,9 @@ type Config struct {
 	// event has been applied (committed), so caches of the user on this
 	// replica can drop it.
 	OnUserChanged func(userID string)
+	// Retention is how long Sweep keeps the record of a delivery
+	// (GATEHOUSE_WEBHOOK_RETENTION); zero is DefaultRetention.
+	Retention time.Duration
 	// Now is the clock for deleted_at and received_at; nil is time.Now.
 	// (Svix's verifier checks the timestamp against the real clock.)
 	Now func() time.Time
@@ -67,6 +71,12 @@ type Receiver struct {
 	onUserChanged func(string)
 	events        *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
+
+	// The retention sweep (Sweep).
+	retention  time.Duration
+	sweepEvery time.Duration
+	purgeBatch int
+	purged     prometheus.Counter
 }
 
 var _ http.Handler = (*Receiver)(nil)
@@ -112,6 +122,9 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Dialect != dialect.Postgres && cfg.Dialect != dialect.SQLite {
 		return nil, fmt.Errorf("webhook: unknown dialect %q", cfg.Dialect)
 	}
+	if cfg.Retention < 0 {
+		return nil, fmt.Errorf("webhook: negative retention %s", cfg.Retention)
+	}
 	verifier, err := svix.NewWebhook(cfg.Secret)
 	if err != nil {
 		return nil, errors.New("webhook: signing secret: want whsec_ followed by base64")
@@ -132,6 +145,13 @@ func New(cfg Config) (*Receiver, error) {
 			Help:    "Time to answer a Clerk webhook delivery, by result.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"result"}),
+		retention:  cmp.Or(cfg.Retention, DefaultRetention),
+		sweepEvery: sweepEvery,
+		purgeBatch: purgeBatch,
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_webhook_events_purged_total",
+			Help: "Records of Clerk webhook deliveries purged after the retention (GATEHOUSE_WEBHOOK_RETENTION).",
+		}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -143,6 +163,9 @@ func New(cfg Config) (*Receiver, error) {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	if r.duration, err = metrics.Register(cfg.Registerer, r.duration); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
+	}
+	if r.purged, err = metrics.Register(cfg.Registerer, r.purged); err != nil {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	return r, nil
