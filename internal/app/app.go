@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"time"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/pagetoken"
 	"github.com/gatehouse-dev/gatehouse/internal/projectapi"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
@@ -29,6 +31,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/userapi"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
+
+// subscribeWait bounds how long Start waits to hear other replicas' cache
+// invalidations before it returns.
+const subscribeWait = 10 * time.Second
 
 // App is a running Gatehouse.
 type App struct {
@@ -87,13 +93,21 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		return nil, err
 	}
 
+	// What this replica caches from the database, kept in step with the
+	// changes every replica's webhooks apply.
+	changes, err := invalidation.New(st, invalidation.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	changes.Subscribe(provisioner)
+
 	receiver, err := webhook.New(webhook.Config{
 		Client:        st.Client,
 		Dialect:       st.Dialect,
 		Secret:        cfg.WebhookSecret,
 		Logger:        log,
 		Registerer:    reg,
-		OnUserChanged: provisioner.Forget,
+		Invalidations: changes,
 		Retention:     cfg.WebhookRetention,
 	})
 	if err != nil {
@@ -125,8 +139,17 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		"database", st.Dialect, "issuer", cfg.Issuer, "machine_tokens", backend != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return changes.Listen(gctx) })
 	g.Go(func() error { return srv.ServeGRPC(gctx, grpcLis) })
 	g.Go(func() error { return srv.ServeHTTP(gctx, httpLis) })
+	// Serve others' changes from the first call on; if listening takes
+	// long, the caches' own expiry covers the gap.
+	select {
+	case <-changes.Subscribed():
+	case <-gctx.Done():
+	case <-time.After(subscribeWait):
+		log.Warn("cache invalidations: not yet listening; changes made on other replicas may take up to 5 s to show here until it is")
+	}
 	// Purges the webhook records older than GATEHOUSE_WEBHOOK_RETENTION;
 	// it stops with the listeners, before the store closes.
 	g.Go(func() error { return receiver.Sweep(gctx) })

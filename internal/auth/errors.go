@@ -15,6 +15,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // Reasons an authentication or authorization step fails. Each is a fixed
@@ -54,6 +55,7 @@ const (
 	// Dependencies (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELED, INTERNAL).
 	ReasonKeysUnavailable  = "keys_unavailable"  // the JWKS could not be fetched in time
 	ReasonClerkUnavailable = "clerk_unavailable" // the Backend API could not answer in time
+	ReasonStoreUnavailable = "store_unavailable" // the database could not answer (store.IsUnavailable)
 	ReasonInternal         = "internal"          // anything else; the cause is kept for logs
 )
 
@@ -193,6 +195,11 @@ func errorOf(err error) *Error {
 		return unavailable(ReasonClerkUnavailable, retry.RetryAfter, err)
 	case (errors.Is(err, errClerkWait) || errors.Is(err, provision.ErrClerkUnavailable)) && isContextError(err):
 		return callerGone(ReasonClerkUnavailable, err)
+
+	// The database did not answer (the Provisioner's user check, the
+	// membership role): UNAVAILABLE with RetryInfo.
+	case store.IsUnavailable(err):
+		return unavailable(ReasonStoreUnavailable, store.RetryAfter, err)
 	}
 	return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}
 }

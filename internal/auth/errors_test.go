@@ -2,16 +2,19 @@ package auth
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // TestErrorOf pins the table from causes to what the caller sees, row by row,
@@ -53,6 +56,8 @@ func TestErrorOf(t *testing.T) {
 		{"provision: caller's deadline", fmt.Errorf("provision user user_a: %w: %w", provision.ErrClerkUnavailable, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonClerkUnavailable, 0, true},
 		{"provision: caller canceled", fmt.Errorf("provision user user_a: %w: %w", provision.ErrClerkUnavailable, context.Canceled), codes.Canceled, ReasonClerkUnavailable, 0, true},
 		{"provision: store failure", fmt.Errorf("provision user user_a: look up: %w", context.DeadlineExceeded), codes.Internal, ReasonInternal, 0, true},
+		{"provision: database unavailable", fmt.Errorf("provision user user_a: look up: %w", driver.ErrBadConn), codes.Unavailable, ReasonStoreUnavailable, store.RetryAfter, true},
+		{"role: database unavailable", fmt.Errorf("look up the role of user_a in org_a: %w", &pq.Error{Code: "57P01"}), codes.Unavailable, ReasonStoreUnavailable, store.RetryAfter, true},
 
 		{"an unmarked context error", fmt.Errorf("look up: %w", context.DeadlineExceeded), codes.Internal, ReasonInternal, 0, true},
 		{"anything else", errors.New("connection refused"), codes.Internal, ReasonInternal, 0, true},

@@ -31,7 +31,8 @@ const (
 // provision.ErrUnknownUser and provision.ErrBadSubject (UNAUTHENTICATED), and
 // provision.ErrClerkUnavailable: UNAVAILABLE with RetryInfo as a
 // *provision.UnavailableError, the caller's DEADLINE_EXCEEDED or CANCELED
-// when it wraps a context error. Any other error is INTERNAL.
+// when it wraps a context error. A database outage (store.IsUnavailable) is
+// UNAVAILABLE with RetryInfo; any other error is INTERNAL.
 type Provisioner interface {
 	EnsureUser(ctx context.Context, p *viewer.Principal) error
 }
@@ -39,7 +40,8 @@ type Provisioner interface {
 // RoleSource tells a user's role in an organization as the webhooks have
 // mirrored it ("" when there is no live membership). It stands in for the
 // role when a session token names an organization but carries no role.
-// *provision.Provisioner implements it. Any error is INTERNAL.
+// *provision.Provisioner implements it. A database outage is UNAVAILABLE
+// with RetryInfo; any other error is INTERNAL.
 type RoleSource interface {
 	MembershipRole(ctx context.Context, orgID, userID string) (string, error)
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
@@ -348,6 +349,75 @@ func TestEnsureUserCallerDeadline(t *testing.T) {
 type sourceFunc func(ctx context.Context, id string) (*clerk.User, error)
 
 func (f sourceFunc) User(ctx context.Context, id string) (*clerk.User, error) { return f(ctx, id) }
+
+// TestForgetDuringALookUpWins: a Forget (a webhook changed the user) that
+// comes while EnsureUser is reading the row keeps that read from being
+// trusted: the row read may be the very one the change replaced.
+func TestForgetDuringALookUpWins(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	p := provision.New(s.Client, nil, provision.Options{})
+	ctx := context.Background()
+	if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
+		t.Fatal(err)
+	}
+	p.Forget("user_raced")
+
+	reading, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.Client.User.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
+		return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
+			v, err := next.Query(ctx, q)
+			once.Do(func() { close(reading); <-resume }) // the row is read, not yet trusted
+			return v, err
+		})
+	}))
+	done := make(chan error, 1)
+	go func() { done <- p.EnsureUser(ctx, principal("user_raced")) }()
+	<-reading
+	p.Forget("user_raced")
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.LiveUser("user_raced"); ok {
+		t.Error("the row read before the Forget is trusted after it")
+	}
+	if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.LiveUser("user_raced"); !ok {
+		t.Error("a look-up after the Forget is not trusted")
+	}
+}
+
+// TestInvalidate: the keys of users drop them, other keys nothing, and a
+// reset drops everyone.
+func TestInvalidate(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	p := provision.New(s.Client, nil, provision.Options{})
+	ctx := context.Background()
+	for _, id := range []string{"user_a", "user_b"} {
+		if err := p.EnsureUser(ctx, principal(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Invalidate(invalidation.Organization("user_a"))
+	p.Invalidate(invalidation.Membership("org_x", "user_a"))
+	if _, ok := p.LiveUser("user_a"); !ok {
+		t.Error("a key of another kind dropped user_a")
+	}
+	p.Invalidate(invalidation.User("user_a"))
+	if _, ok := p.LiveUser("user_a"); ok {
+		t.Error("user_a is still trusted after Invalidate(User(user_a))")
+	}
+	if _, ok := p.LiveUser("user_b"); !ok {
+		t.Error("Invalidate(User(user_a)) dropped user_b")
+	}
+	p.InvalidateAll()
+	if _, ok := p.LiveUser("user_b"); ok {
+		t.Error("user_b is still trusted after InvalidateAll")
+	}
+}
 
 // TestEnsureUserCleansClerkStrings: a profile Postgres could not store as is
 // (a NUL byte in a name) does not lock the user out, and is stored exactly

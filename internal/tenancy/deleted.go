@@ -14,13 +14,12 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
-	"github.com/gatehouse-dev/gatehouse/internal/derrors"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 // ErrTenantDeleted is the error of a write into a tenant whose organization
-// or user Clerk has deleted. It wraps derrors.ErrFailedPrecondition.
-var ErrTenantDeleted = fmt.Errorf("the tenant was deleted and takes no new data: %w", derrors.ErrFailedPrecondition)
+// or user Clerk has deleted; derrors shows it as FAILED_PRECONDITION.
+var ErrTenantDeleted = errors.New("the tenant was deleted and takes no new data")
 
 // errNotInTx is a write the store cannot check: the caller forgot the
 // transaction. It is a bug, not the caller's fault.

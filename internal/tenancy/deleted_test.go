@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
@@ -88,8 +90,8 @@ func countProjects(t *testing.T, c *ent.Client, tenant string) int {
 
 func wantTenantDeleted(t *testing.T, err error) {
 	t.Helper()
-	if !errors.Is(err, tenancy.ErrTenantDeleted) || !errors.Is(err, derrors.ErrFailedPrecondition) {
-		t.Errorf("err = %v, want ErrTenantDeleted (a failed precondition)", err)
+	if !errors.Is(err, tenancy.ErrTenantDeleted) || derrors.Status(err).Code() != codes.FailedPrecondition {
+		t.Errorf("err = %v, want ErrTenantDeleted (FAILED_PRECONDITION)", err)
 	}
 }
 

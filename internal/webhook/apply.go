@@ -18,6 +18,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/project"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -54,8 +56,8 @@ func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []by
 	ctx = withRowLocks(viewer.NewSystemContext(ctx), r.rowLocks)
 	for attempt := 1; ; attempt++ {
 		res, err := r.applyOnce(ctx, msgID, ev, body)
-		if err == nil && res == ResultApplied && r.onUserChanged != nil && strings.HasPrefix(ev.Type, "user.") {
-			r.onUserChanged(ev.ObjectID)
+		if err == nil && res == ResultApplied && r.invalidations != nil {
+			r.invalidations.Committed(changedKeys(ev)...)
 		}
 		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
 			return res, err
@@ -64,6 +66,7 @@ func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []by
 }
 
 func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body []byte) (res Result, err error) {
+	ctx = store.WithNotify(ctx)
 	tx, err := r.client.Tx(ctx)
 	if err != nil {
 		return ResultFailed, fmt.Errorf("begin: %w", err)
@@ -117,11 +120,33 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 			return ResultFailed, fmt.Errorf("record result of %s: %w", msgID, err)
 		}
 	}
+	if res == ResultApplied && r.invalidations != nil {
+		// Sent in the transaction: other replicas hear of the change when,
+		// and only if, it commits.
+		if err := r.invalidations.Publish(ctx, changedKeys(ev)...); err != nil {
+			return ResultFailed, fmt.Errorf("notify %s %s: %w", ev.Type, ev.ObjectID, err)
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return ResultFailed, fmt.Errorf("commit %s %s: %w", ev.Type, ev.ObjectID, err)
 	}
 	committed = true
 	return res, nil
+}
+
+// changedKeys names the rows an applied event changed, for the caches that
+// hold them (internal/invalidation). A user.deleted or organization.deleted
+// also ends memberships: the user's or organization's key stands for those.
+func changedKeys(ev *Event) []invalidation.Key {
+	switch {
+	case strings.HasPrefix(ev.Type, "user."):
+		return []invalidation.Key{invalidation.User(ev.ObjectID)}
+	case strings.HasPrefix(ev.Type, "organization."):
+		return []invalidation.Key{invalidation.Organization(ev.ObjectID)}
+	case strings.HasPrefix(ev.Type, "organizationMembership.") && ev.membership != nil:
+		return []invalidation.Key{invalidation.Membership(ev.membership.Organization.ID, ev.membership.PublicUserData.UserID)}
+	}
+	return nil
 }
 
 // retryable reports whether err is a race lost to a concurrent transaction

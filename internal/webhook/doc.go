@@ -15,8 +15,9 @@
 //     written in one transaction. Whichever delivery commits that row
 //     first has the effect; every other delivery of the same svix-id, on
 //     this replica or another, finds it and answers 200 "duplicate"
-//     having changed nothing. A database failure is 503 with nothing
-//     half-written, so Svix's retry applies the event in full.
+//     having changed nothing. A database outage is 503 (any other
+//     failure 500) with nothing half-written, so Svix's retry applies the
+//     event in full.
 //
 // The appliers make the mirror converge whatever order the events arrive
 // in. Each user, organization and membership row keeps Clerk's updated_at

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,7 +20,9 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // MaxBodyBytes is the largest request body the receiver reads; a larger one
@@ -49,10 +52,10 @@ type Config struct {
 	// Dialect is the store's ("postgres" or "sqlite"): on Postgres the
 	// appliers lock the rows they decide on. Required.
 	Dialect string
-	// OnUserChanged, if set, is called with the user's id after a user.*
-	// event has been applied (committed), so caches of the user on this
-	// replica can drop it.
-	OnUserChanged func(userID string)
+	// Invalidations, if set, hears of the rows each applied event changed,
+	// so that caches of them drop them, on this replica and on the others
+	// (*invalidation.Bus).
+	Invalidations Invalidator
 	// Retention is how long Sweep keeps the record of a delivery
 	// (GATEHOUSE_WEBHOOK_RETENTION); zero is DefaultRetention.
 	Retention time.Duration
@@ -61,6 +64,16 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Invalidator is told which rows an applied event changed: Publish inside
+// the event's transaction, before it commits (an error rolls it back, and
+// the delivery fails), and Committed once it has.
+type Invalidator interface {
+	Publish(ctx context.Context, keys ...invalidation.Key) error
+	Committed(keys ...invalidation.Key)
+}
+
+var _ Invalidator = (*invalidation.Bus)(nil)
+
 // Receiver is the http.Handler for POST /webhooks/clerk.
 type Receiver struct {
 	client        *ent.Client
@@ -68,7 +81,7 @@ type Receiver struct {
 	log           *slog.Logger
 	now           func() time.Time
 	rowLocks      bool
-	onUserChanged func(string)
+	invalidations Invalidator
 	events        *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
 
@@ -135,7 +148,7 @@ func New(cfg Config) (*Receiver, error) {
 		log:           cfg.Logger,
 		now:           cfg.Now,
 		rowLocks:      cfg.Dialect == dialect.Postgres,
-		onUserChanged: cfg.OnUserChanged,
+		invalidations: cfg.Invalidations,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_webhook_events_total",
 			Help: "Clerk webhook deliveries by event type and result (applied, duplicate, stale, ignored, rejected, failed).",
@@ -185,8 +198,10 @@ type delivery struct {
 // the event was applied, was a duplicate, was stale or is not handled; 401
 // when the Svix headers are missing, the signature does not match or the
 // timestamp is more than 5 minutes off; 400 for a malformed payload; 405
-// for a method other than POST; 413 for a body over MaxBodyBytes; 503 when
-// the database failed, with nothing written. The body is JSON:
+// for a method other than POST; 413 for a body over MaxBodyBytes; 503 with
+// Retry-After when the database is unavailable (store.IsUnavailable) or
+// did not answer in time, and 500 when applying failed otherwise — either
+// way with nothing written, for Svix to redeliver. The body is JSON:
 // {"result": "..."} and, on an error, "error".
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
@@ -257,7 +272,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) delivery {
 	defer cancel()
 	d.result, d.err = r.apply(ctx, msgID, ev, body)
 	if d.err != nil {
-		d.result, d.status, d.reason = ResultFailed, http.StatusServiceUnavailable, "database unavailable, retry later"
+		d.result, d.status, d.reason = ResultFailed, http.StatusInternalServerError, "internal error"
+		if store.IsUnavailable(d.err) || errors.Is(d.err, context.DeadlineExceeded) || errors.Is(d.err, context.Canceled) {
+			d.status, d.reason = http.StatusServiceUnavailable, "database unavailable, retry later"
+			w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter/time.Second)))
+		}
 		writeJSON(w, d.status, map[string]string{"result": string(d.result), "error": d.reason})
 		return d
 	}
