@@ -112,8 +112,10 @@ var schemaGraph = func() *sqlgraph.Schema {
 		Fields: map[string]*sqlgraph.FieldSpec{
 			webhookevent.FieldType:       {Type: field.TypeString, Column: webhookevent.FieldType},
 			webhookevent.FieldObjectID:   {Type: field.TypeString, Column: webhookevent.FieldObjectID},
+			webhookevent.FieldUserID:     {Type: field.TypeString, Column: webhookevent.FieldUserID},
 			webhookevent.FieldResult:     {Type: field.TypeString, Column: webhookevent.FieldResult},
 			webhookevent.FieldPayload:    {Type: field.TypeBytes, Column: webhookevent.FieldPayload},
+			webhookevent.FieldErasedAt:   {Type: field.TypeTime, Column: webhookevent.FieldErasedAt},
 			webhookevent.FieldReceivedAt: {Type: field.TypeTime, Column: webhookevent.FieldReceivedAt},
 		},
 	}
@@ -481,6 +483,11 @@ func (f *WebhookEventFilter) WhereObjectID(p entql.StringP) {
 	f.Where(p.Field(webhookevent.FieldObjectID))
 }
 
+// WhereUserID applies the entql string predicate on the user_id field.
+func (f *WebhookEventFilter) WhereUserID(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldUserID))
+}
+
 // WhereResult applies the entql string predicate on the result field.
 func (f *WebhookEventFilter) WhereResult(p entql.StringP) {
 	f.Where(p.Field(webhookevent.FieldResult))
@@ -489,6 +496,11 @@ func (f *WebhookEventFilter) WhereResult(p entql.StringP) {
 // WherePayload applies the entql []byte predicate on the payload field.
 func (f *WebhookEventFilter) WherePayload(p entql.BytesP) {
 	f.Where(p.Field(webhookevent.FieldPayload))
+}
+
+// WhereErasedAt applies the entql time.Time predicate on the erased_at field.
+func (f *WebhookEventFilter) WhereErasedAt(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldErasedAt))
 }
 
 // WhereReceivedAt applies the entql time.Time predicate on the received_at field.

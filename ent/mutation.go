@@ -2895,8 +2895,10 @@ type WebhookEventMutation struct {
 	id            *string
 	_type         *string
 	object_id     *string
+	user_id       *string
 	result        *string
 	payload       *[]byte
+	erased_at     *time.Time
 	received_at   *time.Time
 	clearedFields map[string]struct{}
 	done          bool
@@ -3080,6 +3082,42 @@ func (m *WebhookEventMutation) ResetObjectID() {
 	m.object_id = nil
 }
 
+// SetUserID sets the "user_id" field.
+func (m *WebhookEventMutation) SetUserID(s string) {
+	m.user_id = &s
+}
+
+// UserID returns the value of the "user_id" field in the mutation.
+func (m *WebhookEventMutation) UserID() (r string, exists bool) {
+	v := m.user_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserID returns the old "user_id" field's value of the WebhookEvent entity.
+// If the WebhookEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookEventMutation) OldUserID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
+	}
+	return oldValue.UserID, nil
+}
+
+// ResetUserID resets all changes to the "user_id" field.
+func (m *WebhookEventMutation) ResetUserID() {
+	m.user_id = nil
+}
+
 // SetResult sets the "result" field.
 func (m *WebhookEventMutation) SetResult(s string) {
 	m.result = &s
@@ -3147,9 +3185,71 @@ func (m *WebhookEventMutation) OldPayload(ctx context.Context) (v []byte, err er
 	return oldValue.Payload, nil
 }
 
+// ClearPayload clears the value of the "payload" field.
+func (m *WebhookEventMutation) ClearPayload() {
+	m.payload = nil
+	m.clearedFields[webhookevent.FieldPayload] = struct{}{}
+}
+
+// PayloadCleared returns if the "payload" field was cleared in this mutation.
+func (m *WebhookEventMutation) PayloadCleared() bool {
+	_, ok := m.clearedFields[webhookevent.FieldPayload]
+	return ok
+}
+
 // ResetPayload resets all changes to the "payload" field.
 func (m *WebhookEventMutation) ResetPayload() {
 	m.payload = nil
+	delete(m.clearedFields, webhookevent.FieldPayload)
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (m *WebhookEventMutation) SetErasedAt(t time.Time) {
+	m.erased_at = &t
+}
+
+// ErasedAt returns the value of the "erased_at" field in the mutation.
+func (m *WebhookEventMutation) ErasedAt() (r time.Time, exists bool) {
+	v := m.erased_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldErasedAt returns the old "erased_at" field's value of the WebhookEvent entity.
+// If the WebhookEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookEventMutation) OldErasedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldErasedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldErasedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldErasedAt: %w", err)
+	}
+	return oldValue.ErasedAt, nil
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (m *WebhookEventMutation) ClearErasedAt() {
+	m.erased_at = nil
+	m.clearedFields[webhookevent.FieldErasedAt] = struct{}{}
+}
+
+// ErasedAtCleared returns if the "erased_at" field was cleared in this mutation.
+func (m *WebhookEventMutation) ErasedAtCleared() bool {
+	_, ok := m.clearedFields[webhookevent.FieldErasedAt]
+	return ok
+}
+
+// ResetErasedAt resets all changes to the "erased_at" field.
+func (m *WebhookEventMutation) ResetErasedAt() {
+	m.erased_at = nil
+	delete(m.clearedFields, webhookevent.FieldErasedAt)
 }
 
 // SetReceivedAt sets the "received_at" field.
@@ -3222,18 +3322,24 @@ func (m *WebhookEventMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *WebhookEventMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 7)
 	if m._type != nil {
 		fields = append(fields, webhookevent.FieldType)
 	}
 	if m.object_id != nil {
 		fields = append(fields, webhookevent.FieldObjectID)
 	}
+	if m.user_id != nil {
+		fields = append(fields, webhookevent.FieldUserID)
+	}
 	if m.result != nil {
 		fields = append(fields, webhookevent.FieldResult)
 	}
 	if m.payload != nil {
 		fields = append(fields, webhookevent.FieldPayload)
+	}
+	if m.erased_at != nil {
+		fields = append(fields, webhookevent.FieldErasedAt)
 	}
 	if m.received_at != nil {
 		fields = append(fields, webhookevent.FieldReceivedAt)
@@ -3250,10 +3356,14 @@ func (m *WebhookEventMutation) Field(name string) (ent.Value, bool) {
 		return m.GetType()
 	case webhookevent.FieldObjectID:
 		return m.ObjectID()
+	case webhookevent.FieldUserID:
+		return m.UserID()
 	case webhookevent.FieldResult:
 		return m.Result()
 	case webhookevent.FieldPayload:
 		return m.Payload()
+	case webhookevent.FieldErasedAt:
+		return m.ErasedAt()
 	case webhookevent.FieldReceivedAt:
 		return m.ReceivedAt()
 	}
@@ -3269,10 +3379,14 @@ func (m *WebhookEventMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldType(ctx)
 	case webhookevent.FieldObjectID:
 		return m.OldObjectID(ctx)
+	case webhookevent.FieldUserID:
+		return m.OldUserID(ctx)
 	case webhookevent.FieldResult:
 		return m.OldResult(ctx)
 	case webhookevent.FieldPayload:
 		return m.OldPayload(ctx)
+	case webhookevent.FieldErasedAt:
+		return m.OldErasedAt(ctx)
 	case webhookevent.FieldReceivedAt:
 		return m.OldReceivedAt(ctx)
 	}
@@ -3298,6 +3412,13 @@ func (m *WebhookEventMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetObjectID(v)
 		return nil
+	case webhookevent.FieldUserID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserID(v)
+		return nil
 	case webhookevent.FieldResult:
 		v, ok := value.(string)
 		if !ok {
@@ -3311,6 +3432,13 @@ func (m *WebhookEventMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetPayload(v)
+		return nil
+	case webhookevent.FieldErasedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetErasedAt(v)
 		return nil
 	case webhookevent.FieldReceivedAt:
 		v, ok := value.(time.Time)
@@ -3348,7 +3476,14 @@ func (m *WebhookEventMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *WebhookEventMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(webhookevent.FieldPayload) {
+		fields = append(fields, webhookevent.FieldPayload)
+	}
+	if m.FieldCleared(webhookevent.FieldErasedAt) {
+		fields = append(fields, webhookevent.FieldErasedAt)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -3361,6 +3496,14 @@ func (m *WebhookEventMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *WebhookEventMutation) ClearField(name string) error {
+	switch name {
+	case webhookevent.FieldPayload:
+		m.ClearPayload()
+		return nil
+	case webhookevent.FieldErasedAt:
+		m.ClearErasedAt()
+		return nil
+	}
 	return fmt.Errorf("unknown WebhookEvent nullable field %s", name)
 }
 
@@ -3374,11 +3517,17 @@ func (m *WebhookEventMutation) ResetField(name string) error {
 	case webhookevent.FieldObjectID:
 		m.ResetObjectID()
 		return nil
+	case webhookevent.FieldUserID:
+		m.ResetUserID()
+		return nil
 	case webhookevent.FieldResult:
 		m.ResetResult()
 		return nil
 	case webhookevent.FieldPayload:
 		m.ResetPayload()
+		return nil
+	case webhookevent.FieldErasedAt:
+		m.ResetErasedAt()
 		return nil
 	case webhookevent.FieldReceivedAt:
 		m.ResetReceivedAt()

@@ -114,8 +114,10 @@ var (
 		{Name: "id", Type: field.TypeString},
 		{Name: "type", Type: field.TypeString},
 		{Name: "object_id", Type: field.TypeString, Default: ""},
+		{Name: "user_id", Type: field.TypeString, Default: ""},
 		{Name: "result", Type: field.TypeString},
-		{Name: "payload", Type: field.TypeBytes},
+		{Name: "payload", Type: field.TypeBytes, Nullable: true},
+		{Name: "erased_at", Type: field.TypeTime, Nullable: true},
 		{Name: "received_at", Type: field.TypeTime},
 	}
 	// WebhookEventsTable holds the schema information for the "webhook_events" table.
@@ -127,7 +129,17 @@ var (
 			{
 				Name:    "webhookevent_object_id_received_at",
 				Unique:  false,
-				Columns: []*schema.Column{WebhookEventsColumns[2], WebhookEventsColumns[5]},
+				Columns: []*schema.Column{WebhookEventsColumns[2], WebhookEventsColumns[7]},
+			},
+			{
+				Name:    "webhookevent_user_id",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[3]},
+			},
+			{
+				Name:    "webhookevent_received_at",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[7]},
 			},
 		},
 	}

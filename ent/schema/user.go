@@ -16,6 +16,11 @@ type User struct {
 	ent.Schema
 }
 
+// Mixin of the User: its strings come from Clerk.
+func (User) Mixin() []ent.Mixin {
+	return []ent.Mixin{ClerkMirrorMixin{}}
+}
+
 // Fields of the User.
 func (User) Fields() []ent.Field {
 	return []ent.Field{

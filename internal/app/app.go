@@ -70,7 +70,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, err
 
 // start builds Gatehouse on the open store, step by step: the keys, the
 // authenticator, the webhook receiver, the server with its handlers and
-// ready checks, then the listeners.
+// ready checks, then the listeners and the webhook records' sweep.
 func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.Store) (*App, error) {
 	if cfg.Migrate {
 		if err := st.Migrate(ctx); err != nil {
@@ -109,6 +109,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Logger:        log,
 		Registerer:    reg,
 		Invalidations: changes,
+		Retention:     cfg.WebhookRetention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
@@ -150,6 +151,9 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	case <-time.After(subscribeWait):
 		log.Warn("cache invalidations: not yet listening; changes made on other replicas may take up to 5 s to show here until it is")
 	}
+	// Purges the webhook records older than GATEHOUSE_WEBHOOK_RETENTION;
+	// it stops with the listeners, before the store closes.
+	g.Go(func() error { return receiver.Sweep(gctx) })
 	return &App{
 		GRPCAddr: grpcLis.Addr(),
 		HTTPAddr: httpLis.Addr(),

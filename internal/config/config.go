@@ -20,6 +20,8 @@ import (
 	"unicode"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
+
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // Defaults.
@@ -30,6 +32,15 @@ const (
 	DefaultRefetchInterval = 5 * time.Second
 	DefaultVerifyBurst     = 20
 	DefaultVerifyRate      = 10.0
+)
+
+// Bounds of GATEHOUSE_WEBHOOK_RETENTION. Below a day, Svix's retries of a
+// delivery (spread over about a day) may outlive its record and be applied
+// again, harmlessly but answered "stale" rather than "duplicate"; an hour is
+// the floor. A year is the ceiling: the records hold personal data.
+const (
+	MinWebhookRetention = time.Hour
+	MaxWebhookRetention = 365 * 24 * time.Hour
 )
 
 // Config is Gatehouse's configuration. See the README's table.
@@ -65,6 +76,9 @@ type Config struct {
 	// "burst,refill per second").
 	VerifyBurst int
 	VerifyRate  float64
+	// WebhookRetention is how long the record of a webhook delivery (its
+	// svix-id and raw payload) is kept (GATEHOUSE_WEBHOOK_RETENTION).
+	WebhookRetention time.Duration
 
 	LogFormat string // json or text
 	LogLevel  slog.Level
@@ -93,6 +107,7 @@ func Load(getenv Getenv) (*Config, error) {
 		OAuthAudiences:      SplitList(getenv("GATEHOUSE_OAUTH_AUDIENCE")),
 		VerifyBurst:         DefaultVerifyBurst,
 		VerifyRate:          DefaultVerifyRate,
+		WebhookRetention:    webhook.DefaultRetention,
 		LogFormat:           cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "json"),
 	}
 
@@ -156,8 +171,8 @@ func Load(getenv Getenv) (*Config, error) {
 
 	if c.WebhookSecret == "" {
 		bad("CLERK_WEBHOOK_SIGNING_SECRET", "set it (whsec_…) from the Clerk dashboard's webhook endpoint")
-	} else if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.WebhookSecret, "whsec_")); err != nil {
-		bad("CLERK_WEBHOOK_SIGNING_SECRET", "want whsec_ followed by base64")
+	} else if err := webhook.CheckSecret(c.WebhookSecret); err != nil {
+		bad("CLERK_WEBHOOK_SIGNING_SECRET", "%v", err)
 	}
 
 	if v := getenv("GATEHOUSE_JWKS_REFETCH_INTERVAL"); v != "" {
@@ -166,6 +181,15 @@ func Load(getenv Getenv) (*Config, error) {
 			bad("GATEHOUSE_JWKS_REFETCH_INTERVAL", "want a duration between 1s and 1h, got %q", v)
 		} else {
 			c.JWKSRefetchInterval = d
+		}
+	}
+	if v := strings.TrimSpace(getenv("GATEHOUSE_WEBHOOK_RETENTION")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinWebhookRetention || d > MaxWebhookRetention {
+			bad("GATEHOUSE_WEBHOOK_RETENTION", "want a duration between %s and %s (e.g. 168h for 7 days), got %q",
+				fmtHours(MinWebhookRetention), fmtHours(MaxWebhookRetention), v)
+		} else {
+			c.WebhookRetention = d
 		}
 	}
 	if v := getenv("GATEHOUSE_ROLE_PERMISSIONS"); v != "" {
@@ -217,6 +241,12 @@ func Load(getenv Getenv) (*Config, error) {
 		return c, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// fmtHours writes d in hours, as GATEHOUSE_WEBHOOK_RETENTION is usually
+// written ("168h", not "168h0m0s").
+func fmtHours(d time.Duration) string {
+	return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
 }
 
 // Error lists every configuration problem.

@@ -15,6 +15,8 @@
 //     only with text that is safe to show (never SQL, tokens or secrets);
 //   - a *BadRequest: INVALID_ARGUMENT with google.rpc.BadRequest details;
 //   - a status error (from status.Error, or a downstream gRPC call): as is;
+//   - tenancy.ErrTenantDeleted (a write into a tenant Clerk has deleted):
+//     FAILED_PRECONDITION, and its full message;
 //   - a database outage (store.IsUnavailable) or ErrUnavailable:
 //     UNAVAILABLE with google.rpc.RetryInfo;
 //   - everything else: a generic message for its code, the detail logged.
@@ -33,6 +35,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/privacy"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 )
 
 // The domain's kinds of failure. Each maps to the gRPC code of the same name.
@@ -162,6 +165,9 @@ func classify(err error) verdict {
 		return verdict{status: status.New(codes.Unauthenticated, err.Error())}
 	case errors.Is(err, ErrUnavailable):
 		return verdict{status: withRetryInfo(status.New(codes.Unavailable, err.Error()))}
+	case errors.Is(err, tenancy.ErrTenantDeleted):
+		// A write into a tenant Clerk has deleted: retrying will not help.
+		return verdict{status: status.New(codes.FailedPrecondition, err.Error())}
 
 	case ent.IsNotFound(err):
 		// A row filtered out by the tenant policy is indistinguishable from

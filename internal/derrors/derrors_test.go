@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/privacy"
 	_ "github.com/gatehouse-dev/gatehouse/ent/runtime" // privacy policies
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -43,6 +44,7 @@ func TestStatus(t *testing.T) {
 		{"permission denied sentinel", derrors.ErrPermissionDenied, codes.PermissionDenied, "permission denied"},
 		{"unauthenticated sentinel", fmt.Errorf("token expired: %w", derrors.ErrUnauthenticated), codes.Unauthenticated, "token expired: unauthenticated"},
 		{"unavailable sentinel", fmt.Errorf("clerk: %w", derrors.ErrUnavailable), codes.Unavailable, "clerk: unavailable"},
+		{"deleted tenant", fmt.Errorf("create project: organization org_x: %w", tenancy.ErrTenantDeleted), codes.FailedPrecondition, "create project: organization org_x: the tenant was deleted and takes no new data"},
 		{"status passes through", status.Error(codes.ResourceExhausted, "slow down"), codes.ResourceExhausted, "slow down"},
 		{"wrapped status passes through", fmt.Errorf("verify: %w", status.Error(codes.Unauthenticated, "token expired")), codes.Unauthenticated, "token expired"},
 		{"canceled", fmt.Errorf("list projects: %w", context.Canceled), codes.Canceled, "context canceled"},

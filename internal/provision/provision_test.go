@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -22,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // clerkAPI is an emulator served over HTTP, with the production client and
@@ -415,4 +417,62 @@ func TestInvalidate(t *testing.T) {
 	if _, ok := p.LiveUser("user_b"); ok {
 		t.Error("user_b is still trusted after InvalidateAll")
 	}
+}
+
+// TestEnsureUserCleansClerkStrings: a profile Postgres could not store as is
+// (a NUL byte in a name) does not lock the user out, and is stored exactly
+// as a webhook carrying the same profile stores it.
+func TestEnsureUserCleansClerkStrings(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		profile := clerkemu.User{
+			Email: "ada\x00@example.com", FirstName: "Ada\x00", LastName: strings.Repeat("Lovelace ", 300),
+			CreatedAt: created, UpdatedAt: updated,
+		}
+		fetched := profile
+		fetched.ID = "user_fetched"
+		api.emu.AddUser(fetched)
+		p := provision.New(s.Client, api.client, provision.Options{})
+		if err := p.EnsureUser(context.Background(), principal("user_fetched")); err != nil {
+			t.Fatalf("first sight of a profile with a NUL: %v", err)
+		}
+
+		// The same profile, from a webhook.
+		secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("provision test secret, 32 bytes."))
+		r, err := webhook.New(webhook.Config{Client: s.Client, Dialect: s.Dialect, Secret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := clerkemu.SampleEvent(webhook.TypeUserCreated, clerkemu.Sample{
+			UserID: "user_hooked", Email: profile.Email, FirstName: profile.FirstName, LastName: profile.LastName, UpdatedAt: updated,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := clerkemu.NewWebhookRequest(context.Background(), "http://gatehouse/webhooks/clerk", secret, "", time.Now(), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			t.Fatalf("webhook with the same profile: %d %s", w.Code, w.Body)
+		}
+
+		got, hooked := getUser(t, s, "user_fetched"), getUser(t, s, "user_hooked")
+		if strings.ContainsRune(got.Email+got.FirstName+got.LastName, 0) || got.FirstName != "Ada" || got.Email != "ada@example.com" {
+			t.Errorf("stored %q %q: want the NUL dropped", got.Email, got.FirstName)
+		}
+		if len(got.LastName) > 2048 || !strings.HasPrefix(got.LastName, "Lovelace Lovelace") {
+			t.Errorf("stored a last name of %d bytes", len(got.LastName))
+		}
+		type strs struct{ Email, FirstName, LastName string }
+		if diff := cmp.Diff(strs{hooked.Email, hooked.FirstName, hooked.LastName}, strs{got.Email, got.FirstName, got.LastName}); diff != "" {
+			t.Errorf("first sight stores Clerk's strings unlike the webhook (-webhook +first sight):\n%s", diff)
+		}
+		// The user is not locked out: the next call finds the row live.
+		if err := p.EnsureUser(context.Background(), principal("user_fetched")); err != nil {
+			t.Errorf("second call: %v", err)
+		}
+	})
 }

@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -53,6 +56,9 @@ type Config struct {
 	// so that caches of them drop them, on this replica and on the others
 	// (*invalidation.Bus).
 	Invalidations Invalidator
+	// Retention is how long Sweep keeps the record of a delivery
+	// (GATEHOUSE_WEBHOOK_RETENTION); zero is DefaultRetention.
+	Retention time.Duration
 	// Now is the clock for deleted_at and received_at; nil is time.Now.
 	// (Svix's verifier checks the timestamp against the real clock.)
 	Now func() time.Time
@@ -78,13 +84,44 @@ type Receiver struct {
 	invalidations Invalidator
 	events        *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
+
+	// The retention sweep (Sweep).
+	retention  time.Duration
+	sweepEvery time.Duration
+	purgeBatch int
+	purged     prometheus.Counter
 }
 
 var _ http.Handler = (*Receiver)(nil)
 
-// New returns a Receiver. It fails if the client or secret is missing, the
-// secret is not a base64 "whsec_…" key, or the metrics clash with other
-// collectors of the same name.
+// MinSecretBytes is the shortest signing key a Receiver accepts. Svix's
+// endpoint secrets are 24 random bytes.
+const MinSecretBytes = 24
+
+// CheckSecret reports whether secret is an endpoint signing secret as Svix
+// issues them: "whsec_" followed by the standard base64 of a key of at least
+// MinSecretBytes bytes. Svix's verifier itself takes any base64, even
+// "whsec_" alone — an empty HMAC key with which anyone can sign. The error
+// never quotes the secret.
+func CheckSecret(secret string) error {
+	key, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return errors.New("want the endpoint's signing secret, whsec_ followed by base64")
+	}
+	// Not the decoder's message: it quotes the offending byte.
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return errors.New("want whsec_ followed by base64")
+	}
+	if len(raw) < MinSecretBytes {
+		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), MinSecretBytes)
+	}
+	return nil
+}
+
+// New returns a Receiver. It fails if the client is missing, the secret
+// fails CheckSecret, or the metrics clash with other collectors of the same
+// name.
 func New(cfg Config) (*Receiver, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("webhook: no ent client")
@@ -92,14 +129,18 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Secret == "" {
 		return nil, errors.New("webhook: no signing secret (CLERK_WEBHOOK_SIGNING_SECRET)")
 	}
+	if err := CheckSecret(cfg.Secret); err != nil {
+		return nil, fmt.Errorf("webhook: signing secret: %w", err)
+	}
 	if cfg.Dialect != dialect.Postgres && cfg.Dialect != dialect.SQLite {
 		return nil, fmt.Errorf("webhook: unknown dialect %q", cfg.Dialect)
 	}
+	if cfg.Retention < 0 {
+		return nil, fmt.Errorf("webhook: negative retention %s", cfg.Retention)
+	}
 	verifier, err := svix.NewWebhook(cfg.Secret)
 	if err != nil {
-		// Never the secret itself, nor the decoder's message, which quotes
-		// the offending byte.
-		return nil, errors.New("webhook: signing secret is not a whsec_ base64 key")
+		return nil, errors.New("webhook: signing secret: want whsec_ followed by base64")
 	}
 	r := &Receiver{
 		client:        cfg.Client,
@@ -117,6 +158,13 @@ func New(cfg Config) (*Receiver, error) {
 			Help:    "Time to answer a Clerk webhook delivery, by result.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"result"}),
+		retention:  cmp.Or(cfg.Retention, DefaultRetention),
+		sweepEvery: sweepEvery,
+		purgeBatch: purgeBatch,
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_webhook_events_purged_total",
+			Help: "Records of Clerk webhook deliveries purged after the retention (GATEHOUSE_WEBHOOK_RETENTION).",
+		}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -128,6 +176,9 @@ func New(cfg Config) (*Receiver, error) {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	if r.duration, err = metrics.Register(cfg.Registerer, r.duration); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
+	}
+	if r.purged, err = metrics.Register(cfg.Registerer, r.purged); err != nil {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	return r, nil
