@@ -14,7 +14,9 @@
 //	users := gatehousev1.NewUserServiceClient(conn)
 //	me, err := users.GetMe(ctx, &gatehousev1.GetMeRequest{})
 //
-// A Clerk machine (M2M) token also names the tenant it acts in, per call:
+// A Clerk machine (M2M) token also names the tenant it acts in, per call; a
+// user's API key or OAuth token may name an organization the user belongs
+// to (by default it acts in the user's personal tenant):
 //
 //	ctx = client.WithTenant(ctx, "org_123")
 //	projects, err := gatehousev1.NewProjectServiceClient(conn).ListProjects(ctx, &gatehousev1.ListProjectsRequest{})
@@ -116,7 +118,8 @@ func (c TokenCredentials) GetRequestMetadata(ctx context.Context, _ ...string) (
 func (c TokenCredentials) RequireTransportSecurity() bool { return !c.AllowInsecure }
 
 // WithTenant returns a context whose outgoing calls name tenant (org_… or
-// user_…) in TenantHeader, as calls with a machine token must.
+// user_…) in TenantHeader, as calls with a machine token must, and as calls
+// with a user's API key or OAuth token may to act in an organization.
 func WithTenant(ctx context.Context, tenant string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, TenantHeader, tenant)
 }

@@ -14,7 +14,6 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect"
 	"entgo.io/ent/dialect/sql"
-	"entgo.io/ent/dialect/sql/sqlgraph"
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
@@ -611,22 +610,6 @@ func (c *ProjectClient) GetX(ctx context.Context, id string) *Project {
 		panic(err)
 	}
 	return obj
-}
-
-// QueryOwner queries the owner edge of a Project.
-func (c *ProjectClient) QueryOwner(_m *Project) *UserQuery {
-	query := (&UserClient{config: c.config}).Query()
-	query.path = func(context.Context) (fromV *sql.Selector, _ error) {
-		id := _m.ID
-		step := sqlgraph.NewStep(
-			sqlgraph.From(project.Table, project.FieldID, id),
-			sqlgraph.To(user.Table, user.FieldID),
-			sqlgraph.Edge(sqlgraph.M2O, false, project.OwnerTable, project.OwnerColumn),
-		)
-		fromV = sqlgraph.Neighbors(_m.driver.Dialect(), step)
-		return fromV, nil
-	}
-	return query
 }
 
 // Hooks returns the client hooks.

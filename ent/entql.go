@@ -5,7 +5,6 @@ package ent
 import (
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/organization"
-	"github.com/gatehouse-dev/gatehouse/ent/predicate"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
@@ -113,23 +112,13 @@ var schemaGraph = func() *sqlgraph.Schema {
 		Fields: map[string]*sqlgraph.FieldSpec{
 			webhookevent.FieldType:       {Type: field.TypeString, Column: webhookevent.FieldType},
 			webhookevent.FieldObjectID:   {Type: field.TypeString, Column: webhookevent.FieldObjectID},
+			webhookevent.FieldUserID:     {Type: field.TypeString, Column: webhookevent.FieldUserID},
 			webhookevent.FieldResult:     {Type: field.TypeString, Column: webhookevent.FieldResult},
 			webhookevent.FieldPayload:    {Type: field.TypeBytes, Column: webhookevent.FieldPayload},
+			webhookevent.FieldErasedAt:   {Type: field.TypeTime, Column: webhookevent.FieldErasedAt},
 			webhookevent.FieldReceivedAt: {Type: field.TypeTime, Column: webhookevent.FieldReceivedAt},
 		},
 	}
-	graph.MustAddE(
-		"owner",
-		&sqlgraph.EdgeSpec{
-			Rel:     sqlgraph.M2O,
-			Inverse: false,
-			Table:   project.OwnerTable,
-			Columns: []string{project.OwnerColumn},
-			Bidi:    false,
-		},
-		"Project",
-		"User",
-	)
 	return graph
 }()
 
@@ -364,20 +353,6 @@ func (f *ProjectFilter) WhereUpdatedAt(p entql.TimeP) {
 	f.Where(p.Field(project.FieldUpdatedAt))
 }
 
-// WhereHasOwner applies a predicate to check if query has an edge owner.
-func (f *ProjectFilter) WhereHasOwner() {
-	f.Where(entql.HasEdge("owner"))
-}
-
-// WhereHasOwnerWith applies a predicate to check if query has an edge owner with a given conditions (other predicates).
-func (f *ProjectFilter) WhereHasOwnerWith(preds ...predicate.User) {
-	f.Where(entql.HasEdgeWith("owner", sqlgraph.WrapFunc(func(s *sql.Selector) {
-		for _, p := range preds {
-			p(s)
-		}
-	})))
-}
-
 // addPredicate implements the predicateAdder interface.
 func (_q *UserQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
@@ -508,6 +483,11 @@ func (f *WebhookEventFilter) WhereObjectID(p entql.StringP) {
 	f.Where(p.Field(webhookevent.FieldObjectID))
 }
 
+// WhereUserID applies the entql string predicate on the user_id field.
+func (f *WebhookEventFilter) WhereUserID(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldUserID))
+}
+
 // WhereResult applies the entql string predicate on the result field.
 func (f *WebhookEventFilter) WhereResult(p entql.StringP) {
 	f.Where(p.Field(webhookevent.FieldResult))
@@ -516,6 +496,11 @@ func (f *WebhookEventFilter) WhereResult(p entql.StringP) {
 // WherePayload applies the entql []byte predicate on the payload field.
 func (f *WebhookEventFilter) WherePayload(p entql.BytesP) {
 	f.Where(p.Field(webhookevent.FieldPayload))
+}
+
+// WhereErasedAt applies the entql time.Time predicate on the erased_at field.
+func (f *WebhookEventFilter) WhereErasedAt(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldErasedAt))
 }
 
 // WhereReceivedAt applies the entql time.Time predicate on the received_at field.

@@ -1470,14 +1470,13 @@ type ProjectMutation struct {
 	typ           string
 	id            *string
 	tenant_id     *string
+	owner_id      *string
 	name          *string
 	description   *string
 	status        *project.Status
 	created_at    *time.Time
 	updated_at    *time.Time
 	clearedFields map[string]struct{}
-	owner         *string
-	clearedowner  bool
 	done          bool
 	oldValue      func(context.Context) (*Project, error)
 	predicates    []predicate.Project
@@ -1625,12 +1624,12 @@ func (m *ProjectMutation) ResetTenantID() {
 
 // SetOwnerID sets the "owner_id" field.
 func (m *ProjectMutation) SetOwnerID(s string) {
-	m.owner = &s
+	m.owner_id = &s
 }
 
 // OwnerID returns the value of the "owner_id" field in the mutation.
 func (m *ProjectMutation) OwnerID() (r string, exists bool) {
-	v := m.owner
+	v := m.owner_id
 	if v == nil {
 		return
 	}
@@ -1656,7 +1655,7 @@ func (m *ProjectMutation) OldOwnerID(ctx context.Context) (v string, err error) 
 
 // ResetOwnerID resets all changes to the "owner_id" field.
 func (m *ProjectMutation) ResetOwnerID() {
-	m.owner = nil
+	m.owner_id = nil
 }
 
 // SetName sets the "name" field.
@@ -1839,33 +1838,6 @@ func (m *ProjectMutation) ResetUpdatedAt() {
 	m.updated_at = nil
 }
 
-// ClearOwner clears the "owner" edge to the User entity.
-func (m *ProjectMutation) ClearOwner() {
-	m.clearedowner = true
-	m.clearedFields[project.FieldOwnerID] = struct{}{}
-}
-
-// OwnerCleared reports if the "owner" edge to the User entity was cleared.
-func (m *ProjectMutation) OwnerCleared() bool {
-	return m.clearedowner
-}
-
-// OwnerIDs returns the "owner" edge IDs in the mutation.
-// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
-// OwnerID instead. It exists only for internal usage by the builders.
-func (m *ProjectMutation) OwnerIDs() (ids []string) {
-	if id := m.owner; id != nil {
-		ids = append(ids, *id)
-	}
-	return
-}
-
-// ResetOwner resets all changes to the "owner" edge.
-func (m *ProjectMutation) ResetOwner() {
-	m.owner = nil
-	m.clearedowner = false
-}
-
 // Where appends a list predicates to the ProjectMutation builder.
 func (m *ProjectMutation) Where(ps ...predicate.Project) {
 	m.predicates = append(m.predicates, ps...)
@@ -1904,7 +1876,7 @@ func (m *ProjectMutation) Fields() []string {
 	if m.tenant_id != nil {
 		fields = append(fields, project.FieldTenantID)
 	}
-	if m.owner != nil {
+	if m.owner_id != nil {
 		fields = append(fields, project.FieldOwnerID)
 	}
 	if m.name != nil {
@@ -2101,28 +2073,19 @@ func (m *ProjectMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *ProjectMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
-	if m.owner != nil {
-		edges = append(edges, project.EdgeOwner)
-	}
+	edges := make([]string, 0, 0)
 	return edges
 }
 
 // AddedIDs returns all IDs (to other nodes) that were added for the given edge
 // name in this mutation.
 func (m *ProjectMutation) AddedIDs(name string) []ent.Value {
-	switch name {
-	case project.EdgeOwner:
-		if id := m.owner; id != nil {
-			return []ent.Value{*id}
-		}
-	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *ProjectMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 0)
 	return edges
 }
 
@@ -2134,42 +2097,25 @@ func (m *ProjectMutation) RemovedIDs(name string) []ent.Value {
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *ProjectMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
-	if m.clearedowner {
-		edges = append(edges, project.EdgeOwner)
-	}
+	edges := make([]string, 0, 0)
 	return edges
 }
 
 // EdgeCleared returns a boolean which indicates if the edge with the given name
 // was cleared in this mutation.
 func (m *ProjectMutation) EdgeCleared(name string) bool {
-	switch name {
-	case project.EdgeOwner:
-		return m.clearedowner
-	}
 	return false
 }
 
 // ClearEdge clears the value of the edge with the given name. It returns an error
 // if that edge is not defined in the schema.
 func (m *ProjectMutation) ClearEdge(name string) error {
-	switch name {
-	case project.EdgeOwner:
-		m.ClearOwner()
-		return nil
-	}
 	return fmt.Errorf("unknown Project unique edge %s", name)
 }
 
 // ResetEdge resets all changes to the edge with the given name in this mutation.
 // It returns an error if the edge is not defined in the schema.
 func (m *ProjectMutation) ResetEdge(name string) error {
-	switch name {
-	case project.EdgeOwner:
-		m.ResetOwner()
-		return nil
-	}
 	return fmt.Errorf("unknown Project edge %s", name)
 }
 
@@ -2949,8 +2895,10 @@ type WebhookEventMutation struct {
 	id            *string
 	_type         *string
 	object_id     *string
+	user_id       *string
 	result        *string
 	payload       *[]byte
+	erased_at     *time.Time
 	received_at   *time.Time
 	clearedFields map[string]struct{}
 	done          bool
@@ -3134,6 +3082,42 @@ func (m *WebhookEventMutation) ResetObjectID() {
 	m.object_id = nil
 }
 
+// SetUserID sets the "user_id" field.
+func (m *WebhookEventMutation) SetUserID(s string) {
+	m.user_id = &s
+}
+
+// UserID returns the value of the "user_id" field in the mutation.
+func (m *WebhookEventMutation) UserID() (r string, exists bool) {
+	v := m.user_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUserID returns the old "user_id" field's value of the WebhookEvent entity.
+// If the WebhookEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookEventMutation) OldUserID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUserID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUserID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUserID: %w", err)
+	}
+	return oldValue.UserID, nil
+}
+
+// ResetUserID resets all changes to the "user_id" field.
+func (m *WebhookEventMutation) ResetUserID() {
+	m.user_id = nil
+}
+
 // SetResult sets the "result" field.
 func (m *WebhookEventMutation) SetResult(s string) {
 	m.result = &s
@@ -3201,9 +3185,71 @@ func (m *WebhookEventMutation) OldPayload(ctx context.Context) (v []byte, err er
 	return oldValue.Payload, nil
 }
 
+// ClearPayload clears the value of the "payload" field.
+func (m *WebhookEventMutation) ClearPayload() {
+	m.payload = nil
+	m.clearedFields[webhookevent.FieldPayload] = struct{}{}
+}
+
+// PayloadCleared returns if the "payload" field was cleared in this mutation.
+func (m *WebhookEventMutation) PayloadCleared() bool {
+	_, ok := m.clearedFields[webhookevent.FieldPayload]
+	return ok
+}
+
 // ResetPayload resets all changes to the "payload" field.
 func (m *WebhookEventMutation) ResetPayload() {
 	m.payload = nil
+	delete(m.clearedFields, webhookevent.FieldPayload)
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (m *WebhookEventMutation) SetErasedAt(t time.Time) {
+	m.erased_at = &t
+}
+
+// ErasedAt returns the value of the "erased_at" field in the mutation.
+func (m *WebhookEventMutation) ErasedAt() (r time.Time, exists bool) {
+	v := m.erased_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldErasedAt returns the old "erased_at" field's value of the WebhookEvent entity.
+// If the WebhookEvent object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *WebhookEventMutation) OldErasedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldErasedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldErasedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldErasedAt: %w", err)
+	}
+	return oldValue.ErasedAt, nil
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (m *WebhookEventMutation) ClearErasedAt() {
+	m.erased_at = nil
+	m.clearedFields[webhookevent.FieldErasedAt] = struct{}{}
+}
+
+// ErasedAtCleared returns if the "erased_at" field was cleared in this mutation.
+func (m *WebhookEventMutation) ErasedAtCleared() bool {
+	_, ok := m.clearedFields[webhookevent.FieldErasedAt]
+	return ok
+}
+
+// ResetErasedAt resets all changes to the "erased_at" field.
+func (m *WebhookEventMutation) ResetErasedAt() {
+	m.erased_at = nil
+	delete(m.clearedFields, webhookevent.FieldErasedAt)
 }
 
 // SetReceivedAt sets the "received_at" field.
@@ -3276,18 +3322,24 @@ func (m *WebhookEventMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *WebhookEventMutation) Fields() []string {
-	fields := make([]string, 0, 5)
+	fields := make([]string, 0, 7)
 	if m._type != nil {
 		fields = append(fields, webhookevent.FieldType)
 	}
 	if m.object_id != nil {
 		fields = append(fields, webhookevent.FieldObjectID)
 	}
+	if m.user_id != nil {
+		fields = append(fields, webhookevent.FieldUserID)
+	}
 	if m.result != nil {
 		fields = append(fields, webhookevent.FieldResult)
 	}
 	if m.payload != nil {
 		fields = append(fields, webhookevent.FieldPayload)
+	}
+	if m.erased_at != nil {
+		fields = append(fields, webhookevent.FieldErasedAt)
 	}
 	if m.received_at != nil {
 		fields = append(fields, webhookevent.FieldReceivedAt)
@@ -3304,10 +3356,14 @@ func (m *WebhookEventMutation) Field(name string) (ent.Value, bool) {
 		return m.GetType()
 	case webhookevent.FieldObjectID:
 		return m.ObjectID()
+	case webhookevent.FieldUserID:
+		return m.UserID()
 	case webhookevent.FieldResult:
 		return m.Result()
 	case webhookevent.FieldPayload:
 		return m.Payload()
+	case webhookevent.FieldErasedAt:
+		return m.ErasedAt()
 	case webhookevent.FieldReceivedAt:
 		return m.ReceivedAt()
 	}
@@ -3323,10 +3379,14 @@ func (m *WebhookEventMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldType(ctx)
 	case webhookevent.FieldObjectID:
 		return m.OldObjectID(ctx)
+	case webhookevent.FieldUserID:
+		return m.OldUserID(ctx)
 	case webhookevent.FieldResult:
 		return m.OldResult(ctx)
 	case webhookevent.FieldPayload:
 		return m.OldPayload(ctx)
+	case webhookevent.FieldErasedAt:
+		return m.OldErasedAt(ctx)
 	case webhookevent.FieldReceivedAt:
 		return m.OldReceivedAt(ctx)
 	}
@@ -3352,6 +3412,13 @@ func (m *WebhookEventMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetObjectID(v)
 		return nil
+	case webhookevent.FieldUserID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUserID(v)
+		return nil
 	case webhookevent.FieldResult:
 		v, ok := value.(string)
 		if !ok {
@@ -3365,6 +3432,13 @@ func (m *WebhookEventMutation) SetField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.SetPayload(v)
+		return nil
+	case webhookevent.FieldErasedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetErasedAt(v)
 		return nil
 	case webhookevent.FieldReceivedAt:
 		v, ok := value.(time.Time)
@@ -3402,7 +3476,14 @@ func (m *WebhookEventMutation) AddField(name string, value ent.Value) error {
 // ClearedFields returns all nullable fields that were cleared during this
 // mutation.
 func (m *WebhookEventMutation) ClearedFields() []string {
-	return nil
+	var fields []string
+	if m.FieldCleared(webhookevent.FieldPayload) {
+		fields = append(fields, webhookevent.FieldPayload)
+	}
+	if m.FieldCleared(webhookevent.FieldErasedAt) {
+		fields = append(fields, webhookevent.FieldErasedAt)
+	}
+	return fields
 }
 
 // FieldCleared returns a boolean indicating if a field with the given name was
@@ -3415,6 +3496,14 @@ func (m *WebhookEventMutation) FieldCleared(name string) bool {
 // ClearField clears the value of the field with the given name. It returns an
 // error if the field is not defined in the schema.
 func (m *WebhookEventMutation) ClearField(name string) error {
+	switch name {
+	case webhookevent.FieldPayload:
+		m.ClearPayload()
+		return nil
+	case webhookevent.FieldErasedAt:
+		m.ClearErasedAt()
+		return nil
+	}
 	return fmt.Errorf("unknown WebhookEvent nullable field %s", name)
 }
 
@@ -3428,11 +3517,17 @@ func (m *WebhookEventMutation) ResetField(name string) error {
 	case webhookevent.FieldObjectID:
 		m.ResetObjectID()
 		return nil
+	case webhookevent.FieldUserID:
+		m.ResetUserID()
+		return nil
 	case webhookevent.FieldResult:
 		m.ResetResult()
 		return nil
 	case webhookevent.FieldPayload:
 		m.ResetPayload()
+		return nil
+	case webhookevent.FieldErasedAt:
+		m.ResetErasedAt()
 		return nil
 	case webhookevent.FieldReceivedAt:
 		m.ResetReceivedAt()

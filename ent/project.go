@@ -10,7 +10,6 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
-	"github.com/gatehouse-dev/gatehouse/ent/user"
 )
 
 // Project is the model entity for the Project schema.
@@ -20,7 +19,7 @@ type Project struct {
 	ID string `json:"id,omitempty"`
 	// The organization (org_…) or personal tenant (user_…) that owns the row.
 	TenantID string `json:"tenant_id,omitempty"`
-	// The user who created the project.
+	// The user (user_…) or the organization's API key (ak_…) that created the project.
 	OwnerID string `json:"owner_id,omitempty"`
 	// Name holds the value of the "name" field.
 	Name string `json:"name,omitempty"`
@@ -31,31 +30,8 @@ type Project struct {
 	// CreatedAt holds the value of the "created_at" field.
 	CreatedAt time.Time `json:"created_at,omitempty"`
 	// UpdatedAt holds the value of the "updated_at" field.
-	UpdatedAt time.Time `json:"updated_at,omitempty"`
-	// Edges holds the relations/edges for other nodes in the graph.
-	// The values are being populated by the ProjectQuery when eager-loading is set.
-	Edges        ProjectEdges `json:"edges"`
+	UpdatedAt    time.Time `json:"updated_at,omitempty"`
 	selectValues sql.SelectValues
-}
-
-// ProjectEdges holds the relations/edges for other nodes in the graph.
-type ProjectEdges struct {
-	// Owner holds the value of the owner edge.
-	Owner *User `json:"owner,omitempty"`
-	// loadedTypes holds the information for reporting if a
-	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
-}
-
-// OwnerOrErr returns the Owner value or an error if the edge
-// was not loaded in eager-loading, or loaded but was not found.
-func (e ProjectEdges) OwnerOrErr() (*User, error) {
-	if e.Owner != nil {
-		return e.Owner, nil
-	} else if e.loadedTypes[0] {
-		return nil, &NotFoundError{label: user.Label}
-	}
-	return nil, &NotLoadedError{edge: "owner"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -141,11 +117,6 @@ func (_m *Project) assignValues(columns []string, values []any) error {
 // This includes values selected through modifiers, order, etc.
 func (_m *Project) Value(name string) (ent.Value, error) {
 	return _m.selectValues.Get(name)
-}
-
-// QueryOwner queries the "owner" edge of the Project entity.
-func (_m *Project) QueryOwner() *UserQuery {
-	return NewProjectClient(_m.config).QueryOwner(_m)
 }
 
 // Update returns a builder for updating this Project.

@@ -13,7 +13,6 @@ import (
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
 	"github.com/gatehouse-dev/gatehouse/ent/project"
-	"github.com/gatehouse-dev/gatehouse/ent/user"
 )
 
 // ProjectCreate is the builder for creating a Project entity.
@@ -112,11 +111,6 @@ func (_c *ProjectCreate) SetNillableID(v *string) *ProjectCreate {
 	return _c
 }
 
-// SetOwner sets the "owner" edge to the User entity.
-func (_c *ProjectCreate) SetOwner(v *User) *ProjectCreate {
-	return _c.SetOwnerID(v.ID)
-}
-
 // Mutation returns the ProjectMutation object of the builder.
 func (_c *ProjectCreate) Mutation() *ProjectMutation {
 	return _c.mutation
@@ -199,6 +193,11 @@ func (_c *ProjectCreate) check() error {
 	if _, ok := _c.mutation.OwnerID(); !ok {
 		return &ValidationError{Name: "owner_id", err: errors.New(`ent: missing required field "Project.owner_id"`)}
 	}
+	if v, ok := _c.mutation.OwnerID(); ok {
+		if err := project.OwnerIDValidator(v); err != nil {
+			return &ValidationError{Name: "owner_id", err: fmt.Errorf(`ent: validator failed for field "Project.owner_id": %w`, err)}
+		}
+	}
 	if _, ok := _c.mutation.Name(); !ok {
 		return &ValidationError{Name: "name", err: errors.New(`ent: missing required field "Project.name"`)}
 	}
@@ -233,9 +232,6 @@ func (_c *ProjectCreate) check() error {
 		if err := project.IDValidator(v); err != nil {
 			return &ValidationError{Name: "id", err: fmt.Errorf(`ent: validator failed for field "Project.id": %w`, err)}
 		}
-	}
-	if len(_c.mutation.OwnerIDs()) == 0 {
-		return &ValidationError{Name: "owner", err: errors.New(`ent: missing required edge "Project.owner"`)}
 	}
 	return nil
 }
@@ -277,6 +273,10 @@ func (_c *ProjectCreate) createSpec() (*Project, *sqlgraph.CreateSpec) {
 		_spec.SetField(project.FieldTenantID, field.TypeString, value)
 		_node.TenantID = value
 	}
+	if value, ok := _c.mutation.OwnerID(); ok {
+		_spec.SetField(project.FieldOwnerID, field.TypeString, value)
+		_node.OwnerID = value
+	}
 	if value, ok := _c.mutation.Name(); ok {
 		_spec.SetField(project.FieldName, field.TypeString, value)
 		_node.Name = value
@@ -296,23 +296,6 @@ func (_c *ProjectCreate) createSpec() (*Project, *sqlgraph.CreateSpec) {
 	if value, ok := _c.mutation.UpdatedAt(); ok {
 		_spec.SetField(project.FieldUpdatedAt, field.TypeTime, value)
 		_node.UpdatedAt = value
-	}
-	if nodes := _c.mutation.OwnerIDs(); len(nodes) > 0 {
-		edge := &sqlgraph.EdgeSpec{
-			Rel:     sqlgraph.M2O,
-			Inverse: false,
-			Table:   project.OwnerTable,
-			Columns: []string{project.OwnerColumn},
-			Bidi:    false,
-			Target: &sqlgraph.EdgeTarget{
-				IDSpec: sqlgraph.NewFieldSpec(user.FieldID, field.TypeString),
-			},
-		}
-		for _, k := range nodes {
-			edge.Target.Nodes = append(edge.Target.Nodes, k)
-		}
-		_node.OwnerID = nodes[0]
-		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec
 }

@@ -22,10 +22,14 @@ type WebhookEvent struct {
 	Type string `json:"type,omitempty"`
 	// The id of the user, organization or membership the event is about.
 	ObjectID string `json:"object_id,omitempty"`
+	// The user whose personal data the payload holds (user.*: the user; memberships: public_user_data's), or empty.
+	UserID string `json:"user_id,omitempty"`
 	// applied, stale or ignored: written as applied with the svix-id, before the effect, and corrected in the same transaction.
 	Result string `json:"result,omitempty"`
-	// The raw, verified request body.
+	// The raw, verified request body of a handled event; NULL for an unhandled type (its shape, and so whose data it holds, is unknown) and once erased.
 	Payload []byte `json:"payload,omitempty"`
+	// When the payload was erased because its user was deleted.
+	ErasedAt *time.Time `json:"erased_at,omitempty"`
 	// ReceivedAt holds the value of the "received_at" field.
 	ReceivedAt   time.Time `json:"received_at,omitempty"`
 	selectValues sql.SelectValues
@@ -38,9 +42,9 @@ func (*WebhookEvent) scanValues(columns []string) ([]any, error) {
 		switch columns[i] {
 		case webhookevent.FieldPayload:
 			values[i] = new([]byte)
-		case webhookevent.FieldID, webhookevent.FieldType, webhookevent.FieldObjectID, webhookevent.FieldResult:
+		case webhookevent.FieldID, webhookevent.FieldType, webhookevent.FieldObjectID, webhookevent.FieldUserID, webhookevent.FieldResult:
 			values[i] = new(sql.NullString)
-		case webhookevent.FieldReceivedAt:
+		case webhookevent.FieldErasedAt, webhookevent.FieldReceivedAt:
 			values[i] = new(sql.NullTime)
 		default:
 			values[i] = new(sql.UnknownType)
@@ -75,6 +79,12 @@ func (_m *WebhookEvent) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.ObjectID = value.String
 			}
+		case webhookevent.FieldUserID:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field user_id", values[i])
+			} else if value.Valid {
+				_m.UserID = value.String
+			}
 		case webhookevent.FieldResult:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field result", values[i])
@@ -86,6 +96,13 @@ func (_m *WebhookEvent) assignValues(columns []string, values []any) error {
 				return fmt.Errorf("unexpected type %T for field payload", values[i])
 			} else if value != nil {
 				_m.Payload = *value
+			}
+		case webhookevent.FieldErasedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field erased_at", values[i])
+			} else if value.Valid {
+				_m.ErasedAt = new(time.Time)
+				*_m.ErasedAt = value.Time
 			}
 		case webhookevent.FieldReceivedAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
@@ -135,11 +152,19 @@ func (_m *WebhookEvent) String() string {
 	builder.WriteString("object_id=")
 	builder.WriteString(_m.ObjectID)
 	builder.WriteString(", ")
+	builder.WriteString("user_id=")
+	builder.WriteString(_m.UserID)
+	builder.WriteString(", ")
 	builder.WriteString("result=")
 	builder.WriteString(_m.Result)
 	builder.WriteString(", ")
 	builder.WriteString("payload=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Payload))
+	builder.WriteString(", ")
+	if v := _m.ErasedAt; v != nil {
+		builder.WriteString("erased_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteString(", ")
 	builder.WriteString("received_at=")
 	builder.WriteString(_m.ReceivedAt.Format(time.ANSIC))

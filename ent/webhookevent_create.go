@@ -43,6 +43,20 @@ func (_c *WebhookEventCreate) SetNillableObjectID(v *string) *WebhookEventCreate
 	return _c
 }
 
+// SetUserID sets the "user_id" field.
+func (_c *WebhookEventCreate) SetUserID(v string) *WebhookEventCreate {
+	_c.mutation.SetUserID(v)
+	return _c
+}
+
+// SetNillableUserID sets the "user_id" field if the given value is not nil.
+func (_c *WebhookEventCreate) SetNillableUserID(v *string) *WebhookEventCreate {
+	if v != nil {
+		_c.SetUserID(*v)
+	}
+	return _c
+}
+
 // SetResult sets the "result" field.
 func (_c *WebhookEventCreate) SetResult(v string) *WebhookEventCreate {
 	_c.mutation.SetResult(v)
@@ -52,6 +66,20 @@ func (_c *WebhookEventCreate) SetResult(v string) *WebhookEventCreate {
 // SetPayload sets the "payload" field.
 func (_c *WebhookEventCreate) SetPayload(v []byte) *WebhookEventCreate {
 	_c.mutation.SetPayload(v)
+	return _c
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (_c *WebhookEventCreate) SetErasedAt(v time.Time) *WebhookEventCreate {
+	_c.mutation.SetErasedAt(v)
+	return _c
+}
+
+// SetNillableErasedAt sets the "erased_at" field if the given value is not nil.
+func (_c *WebhookEventCreate) SetNillableErasedAt(v *time.Time) *WebhookEventCreate {
+	if v != nil {
+		_c.SetErasedAt(*v)
+	}
 	return _c
 }
 
@@ -116,6 +144,10 @@ func (_c *WebhookEventCreate) defaults() error {
 		v := webhookevent.DefaultObjectID
 		_c.mutation.SetObjectID(v)
 	}
+	if _, ok := _c.mutation.UserID(); !ok {
+		v := webhookevent.DefaultUserID
+		_c.mutation.SetUserID(v)
+	}
 	if _, ok := _c.mutation.ReceivedAt(); !ok {
 		if webhookevent.DefaultReceivedAt == nil {
 			return fmt.Errorf("ent: uninitialized webhookevent.DefaultReceivedAt (forgotten import ent/runtime?)")
@@ -134,11 +166,11 @@ func (_c *WebhookEventCreate) check() error {
 	if _, ok := _c.mutation.ObjectID(); !ok {
 		return &ValidationError{Name: "object_id", err: errors.New(`ent: missing required field "WebhookEvent.object_id"`)}
 	}
+	if _, ok := _c.mutation.UserID(); !ok {
+		return &ValidationError{Name: "user_id", err: errors.New(`ent: missing required field "WebhookEvent.user_id"`)}
+	}
 	if _, ok := _c.mutation.Result(); !ok {
 		return &ValidationError{Name: "result", err: errors.New(`ent: missing required field "WebhookEvent.result"`)}
-	}
-	if _, ok := _c.mutation.Payload(); !ok {
-		return &ValidationError{Name: "payload", err: errors.New(`ent: missing required field "WebhookEvent.payload"`)}
 	}
 	if _, ok := _c.mutation.ReceivedAt(); !ok {
 		return &ValidationError{Name: "received_at", err: errors.New(`ent: missing required field "WebhookEvent.received_at"`)}
@@ -192,6 +224,10 @@ func (_c *WebhookEventCreate) createSpec() (*WebhookEvent, *sqlgraph.CreateSpec)
 		_spec.SetField(webhookevent.FieldObjectID, field.TypeString, value)
 		_node.ObjectID = value
 	}
+	if value, ok := _c.mutation.UserID(); ok {
+		_spec.SetField(webhookevent.FieldUserID, field.TypeString, value)
+		_node.UserID = value
+	}
 	if value, ok := _c.mutation.Result(); ok {
 		_spec.SetField(webhookevent.FieldResult, field.TypeString, value)
 		_node.Result = value
@@ -199,6 +235,10 @@ func (_c *WebhookEventCreate) createSpec() (*WebhookEvent, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.Payload(); ok {
 		_spec.SetField(webhookevent.FieldPayload, field.TypeBytes, value)
 		_node.Payload = value
+	}
+	if value, ok := _c.mutation.ErasedAt(); ok {
+		_spec.SetField(webhookevent.FieldErasedAt, field.TypeTime, value)
+		_node.ErasedAt = &value
 	}
 	if value, ok := _c.mutation.ReceivedAt(); ok {
 		_spec.SetField(webhookevent.FieldReceivedAt, field.TypeTime, value)
@@ -268,6 +308,42 @@ func (u *WebhookEventUpsert) UpdateResult() *WebhookEventUpsert {
 	return u
 }
 
+// SetPayload sets the "payload" field.
+func (u *WebhookEventUpsert) SetPayload(v []byte) *WebhookEventUpsert {
+	u.Set(webhookevent.FieldPayload, v)
+	return u
+}
+
+// UpdatePayload sets the "payload" field to the value that was provided on create.
+func (u *WebhookEventUpsert) UpdatePayload() *WebhookEventUpsert {
+	u.SetExcluded(webhookevent.FieldPayload)
+	return u
+}
+
+// ClearPayload clears the value of the "payload" field.
+func (u *WebhookEventUpsert) ClearPayload() *WebhookEventUpsert {
+	u.SetNull(webhookevent.FieldPayload)
+	return u
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (u *WebhookEventUpsert) SetErasedAt(v time.Time) *WebhookEventUpsert {
+	u.Set(webhookevent.FieldErasedAt, v)
+	return u
+}
+
+// UpdateErasedAt sets the "erased_at" field to the value that was provided on create.
+func (u *WebhookEventUpsert) UpdateErasedAt() *WebhookEventUpsert {
+	u.SetExcluded(webhookevent.FieldErasedAt)
+	return u
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (u *WebhookEventUpsert) ClearErasedAt() *WebhookEventUpsert {
+	u.SetNull(webhookevent.FieldErasedAt)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -291,8 +367,8 @@ func (u *WebhookEventUpsertOne) UpdateNewValues() *WebhookEventUpsertOne {
 		if _, exists := u.create.mutation.ObjectID(); exists {
 			s.SetIgnore(webhookevent.FieldObjectID)
 		}
-		if _, exists := u.create.mutation.Payload(); exists {
-			s.SetIgnore(webhookevent.FieldPayload)
+		if _, exists := u.create.mutation.UserID(); exists {
+			s.SetIgnore(webhookevent.FieldUserID)
 		}
 		if _, exists := u.create.mutation.ReceivedAt(); exists {
 			s.SetIgnore(webhookevent.FieldReceivedAt)
@@ -339,6 +415,48 @@ func (u *WebhookEventUpsertOne) SetResult(v string) *WebhookEventUpsertOne {
 func (u *WebhookEventUpsertOne) UpdateResult() *WebhookEventUpsertOne {
 	return u.Update(func(s *WebhookEventUpsert) {
 		s.UpdateResult()
+	})
+}
+
+// SetPayload sets the "payload" field.
+func (u *WebhookEventUpsertOne) SetPayload(v []byte) *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.SetPayload(v)
+	})
+}
+
+// UpdatePayload sets the "payload" field to the value that was provided on create.
+func (u *WebhookEventUpsertOne) UpdatePayload() *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.UpdatePayload()
+	})
+}
+
+// ClearPayload clears the value of the "payload" field.
+func (u *WebhookEventUpsertOne) ClearPayload() *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.ClearPayload()
+	})
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (u *WebhookEventUpsertOne) SetErasedAt(v time.Time) *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.SetErasedAt(v)
+	})
+}
+
+// UpdateErasedAt sets the "erased_at" field to the value that was provided on create.
+func (u *WebhookEventUpsertOne) UpdateErasedAt() *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.UpdateErasedAt()
+	})
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (u *WebhookEventUpsertOne) ClearErasedAt() *WebhookEventUpsertOne {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.ClearErasedAt()
 	})
 }
 
@@ -531,8 +649,8 @@ func (u *WebhookEventUpsertBulk) UpdateNewValues() *WebhookEventUpsertBulk {
 			if _, exists := b.mutation.ObjectID(); exists {
 				s.SetIgnore(webhookevent.FieldObjectID)
 			}
-			if _, exists := b.mutation.Payload(); exists {
-				s.SetIgnore(webhookevent.FieldPayload)
+			if _, exists := b.mutation.UserID(); exists {
+				s.SetIgnore(webhookevent.FieldUserID)
 			}
 			if _, exists := b.mutation.ReceivedAt(); exists {
 				s.SetIgnore(webhookevent.FieldReceivedAt)
@@ -580,6 +698,48 @@ func (u *WebhookEventUpsertBulk) SetResult(v string) *WebhookEventUpsertBulk {
 func (u *WebhookEventUpsertBulk) UpdateResult() *WebhookEventUpsertBulk {
 	return u.Update(func(s *WebhookEventUpsert) {
 		s.UpdateResult()
+	})
+}
+
+// SetPayload sets the "payload" field.
+func (u *WebhookEventUpsertBulk) SetPayload(v []byte) *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.SetPayload(v)
+	})
+}
+
+// UpdatePayload sets the "payload" field to the value that was provided on create.
+func (u *WebhookEventUpsertBulk) UpdatePayload() *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.UpdatePayload()
+	})
+}
+
+// ClearPayload clears the value of the "payload" field.
+func (u *WebhookEventUpsertBulk) ClearPayload() *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.ClearPayload()
+	})
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (u *WebhookEventUpsertBulk) SetErasedAt(v time.Time) *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.SetErasedAt(v)
+	})
+}
+
+// UpdateErasedAt sets the "erased_at" field to the value that was provided on create.
+func (u *WebhookEventUpsertBulk) UpdateErasedAt() *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.UpdateErasedAt()
+	})
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (u *WebhookEventUpsertBulk) ClearErasedAt() *WebhookEventUpsertBulk {
+	return u.Update(func(s *WebhookEventUpsert) {
+		s.ClearErasedAt()
 	})
 }
 

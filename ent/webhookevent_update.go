@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
@@ -38,6 +39,38 @@ func (_u *WebhookEventUpdate) SetNillableResult(v *string) *WebhookEventUpdate {
 	if v != nil {
 		_u.SetResult(*v)
 	}
+	return _u
+}
+
+// SetPayload sets the "payload" field.
+func (_u *WebhookEventUpdate) SetPayload(v []byte) *WebhookEventUpdate {
+	_u.mutation.SetPayload(v)
+	return _u
+}
+
+// ClearPayload clears the value of the "payload" field.
+func (_u *WebhookEventUpdate) ClearPayload() *WebhookEventUpdate {
+	_u.mutation.ClearPayload()
+	return _u
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (_u *WebhookEventUpdate) SetErasedAt(v time.Time) *WebhookEventUpdate {
+	_u.mutation.SetErasedAt(v)
+	return _u
+}
+
+// SetNillableErasedAt sets the "erased_at" field if the given value is not nil.
+func (_u *WebhookEventUpdate) SetNillableErasedAt(v *time.Time) *WebhookEventUpdate {
+	if v != nil {
+		_u.SetErasedAt(*v)
+	}
+	return _u
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (_u *WebhookEventUpdate) ClearErasedAt() *WebhookEventUpdate {
+	_u.mutation.ClearErasedAt()
 	return _u
 }
 
@@ -85,6 +118,18 @@ func (_u *WebhookEventUpdate) sqlSave(ctx context.Context) (_node int, err error
 	if value, ok := _u.mutation.Result(); ok {
 		_spec.SetField(webhookevent.FieldResult, field.TypeString, value)
 	}
+	if value, ok := _u.mutation.Payload(); ok {
+		_spec.SetField(webhookevent.FieldPayload, field.TypeBytes, value)
+	}
+	if _u.mutation.PayloadCleared() {
+		_spec.ClearField(webhookevent.FieldPayload, field.TypeBytes)
+	}
+	if value, ok := _u.mutation.ErasedAt(); ok {
+		_spec.SetField(webhookevent.FieldErasedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ErasedAtCleared() {
+		_spec.ClearField(webhookevent.FieldErasedAt, field.TypeTime)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{webhookevent.Label}
@@ -116,6 +161,38 @@ func (_u *WebhookEventUpdateOne) SetNillableResult(v *string) *WebhookEventUpdat
 	if v != nil {
 		_u.SetResult(*v)
 	}
+	return _u
+}
+
+// SetPayload sets the "payload" field.
+func (_u *WebhookEventUpdateOne) SetPayload(v []byte) *WebhookEventUpdateOne {
+	_u.mutation.SetPayload(v)
+	return _u
+}
+
+// ClearPayload clears the value of the "payload" field.
+func (_u *WebhookEventUpdateOne) ClearPayload() *WebhookEventUpdateOne {
+	_u.mutation.ClearPayload()
+	return _u
+}
+
+// SetErasedAt sets the "erased_at" field.
+func (_u *WebhookEventUpdateOne) SetErasedAt(v time.Time) *WebhookEventUpdateOne {
+	_u.mutation.SetErasedAt(v)
+	return _u
+}
+
+// SetNillableErasedAt sets the "erased_at" field if the given value is not nil.
+func (_u *WebhookEventUpdateOne) SetNillableErasedAt(v *time.Time) *WebhookEventUpdateOne {
+	if v != nil {
+		_u.SetErasedAt(*v)
+	}
+	return _u
+}
+
+// ClearErasedAt clears the value of the "erased_at" field.
+func (_u *WebhookEventUpdateOne) ClearErasedAt() *WebhookEventUpdateOne {
+	_u.mutation.ClearErasedAt()
 	return _u
 }
 
@@ -192,6 +269,18 @@ func (_u *WebhookEventUpdateOne) sqlSave(ctx context.Context) (_node *WebhookEve
 	}
 	if value, ok := _u.mutation.Result(); ok {
 		_spec.SetField(webhookevent.FieldResult, field.TypeString, value)
+	}
+	if value, ok := _u.mutation.Payload(); ok {
+		_spec.SetField(webhookevent.FieldPayload, field.TypeBytes, value)
+	}
+	if _u.mutation.PayloadCleared() {
+		_spec.ClearField(webhookevent.FieldPayload, field.TypeBytes)
+	}
+	if value, ok := _u.mutation.ErasedAt(); ok {
+		_spec.SetField(webhookevent.FieldErasedAt, field.TypeTime, value)
+	}
+	if _u.mutation.ErasedAtCleared() {
+		_spec.ClearField(webhookevent.FieldErasedAt, field.TypeTime)
 	}
 	_node = &WebhookEvent{config: _u.config}
 	_spec.Assign = _node.assignValues

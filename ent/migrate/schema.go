@@ -59,26 +59,18 @@ var (
 	ProjectsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 40},
 		{Name: "tenant_id", Type: field.TypeString, Size: 80},
+		{Name: "owner_id", Type: field.TypeString},
 		{Name: "name", Type: field.TypeString, Size: 400},
 		{Name: "description", Type: field.TypeString, Size: 8000, Default: ""},
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"active", "archived"}, Default: "active"},
 		{Name: "created_at", Type: field.TypeTime},
 		{Name: "updated_at", Type: field.TypeTime},
-		{Name: "owner_id", Type: field.TypeString},
 	}
 	// ProjectsTable holds the schema information for the "projects" table.
 	ProjectsTable = &schema.Table{
 		Name:       "projects",
 		Columns:    ProjectsColumns,
 		PrimaryKey: []*schema.Column{ProjectsColumns[0]},
-		ForeignKeys: []*schema.ForeignKey{
-			{
-				Symbol:     "projects_users_owner",
-				Columns:    []*schema.Column{ProjectsColumns[7]},
-				RefColumns: []*schema.Column{UsersColumns[0]},
-				OnDelete:   schema.Restrict,
-			},
-		},
 		Indexes: []*schema.Index{
 			{
 				Name:    "project_tenant_id_id",
@@ -88,7 +80,7 @@ var (
 			{
 				Name:    "project_tenant_id_created_at_id",
 				Unique:  false,
-				Columns: []*schema.Column{ProjectsColumns[1], ProjectsColumns[5], ProjectsColumns[0]},
+				Columns: []*schema.Column{ProjectsColumns[1], ProjectsColumns[6], ProjectsColumns[0]},
 			},
 		},
 	}
@@ -122,8 +114,10 @@ var (
 		{Name: "id", Type: field.TypeString},
 		{Name: "type", Type: field.TypeString},
 		{Name: "object_id", Type: field.TypeString, Default: ""},
+		{Name: "user_id", Type: field.TypeString, Default: ""},
 		{Name: "result", Type: field.TypeString},
-		{Name: "payload", Type: field.TypeBytes},
+		{Name: "payload", Type: field.TypeBytes, Nullable: true},
+		{Name: "erased_at", Type: field.TypeTime, Nullable: true},
 		{Name: "received_at", Type: field.TypeTime},
 	}
 	// WebhookEventsTable holds the schema information for the "webhook_events" table.
@@ -135,7 +129,17 @@ var (
 			{
 				Name:    "webhookevent_object_id_received_at",
 				Unique:  false,
-				Columns: []*schema.Column{WebhookEventsColumns[2], WebhookEventsColumns[5]},
+				Columns: []*schema.Column{WebhookEventsColumns[2], WebhookEventsColumns[7]},
+			},
+			{
+				Name:    "webhookevent_user_id",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[3]},
+			},
+			{
+				Name:    "webhookevent_received_at",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[7]},
 			},
 		},
 	}
@@ -156,7 +160,6 @@ func init() {
 	OrganizationsTable.Annotation = &entsql.Annotation{
 		Table: "organizations",
 	}
-	ProjectsTable.ForeignKeys[0].RefTable = UsersTable
 	ProjectsTable.Annotation = &entsql.Annotation{
 		Table: "projects",
 	}

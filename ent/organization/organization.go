@@ -58,7 +58,7 @@ func ValidColumn(column string) bool {
 //
 //	import _ "github.com/gatehouse-dev/gatehouse/ent/runtime"
 var (
-	Hooks  [1]ent.Hook
+	Hooks  [2]ent.Hook
 	Policy ent.Policy
 	// DefaultName holds the default value on creation for the "name" field.
 	DefaultName string

@@ -31,6 +31,12 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	membershipMixinHooks0 := membershipMixin[0].Hooks()
+	membershipMixinHooks1 := membershipMixin[1].Hooks()
+
+	membership.Hooks[1] = membershipMixinHooks0[0]
+
+	membership.Hooks[2] = membershipMixinHooks1[0]
 	membershipMixinFields0 := membershipMixin[0].Fields()
 	_ = membershipMixinFields0
 	membershipFields := schema.Membership{}.Fields()
@@ -70,6 +76,7 @@ func init() {
 	membershipDescID := membershipFields[0].Descriptor()
 	// membership.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	membership.IDValidator = membershipDescID.Validators[0].(func(string) error)
+	organizationMixin := schema.Organization{}.Mixin()
 	organization.Policy = privacy.NewPolicies(schema.Organization{})
 	organization.Hooks[0] = func(next ent.Mutator) ent.Mutator {
 		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
@@ -79,6 +86,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	organizationMixinHooks0 := organizationMixin[0].Hooks()
+
+	organization.Hooks[1] = organizationMixinHooks0[0]
 	organizationFields := schema.Organization{}.Fields()
 	_ = organizationFields
 	// organizationDescName is the schema descriptor for name field.
@@ -111,6 +121,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	projectMixinHooks0 := projectMixin[0].Hooks()
+
+	project.Hooks[1] = projectMixinHooks0[0]
 	projectMixinFields0 := projectMixin[0].Fields()
 	_ = projectMixinFields0
 	projectFields := schema.Project{}.Fields()
@@ -134,6 +147,10 @@ func init() {
 			return nil
 		}
 	}()
+	// projectDescOwnerID is the schema descriptor for owner_id field.
+	projectDescOwnerID := projectFields[1].Descriptor()
+	// project.OwnerIDValidator is a validator for the "owner_id" field. It is called by the builders before save.
+	project.OwnerIDValidator = projectDescOwnerID.Validators[0].(func(string) error)
 	// projectDescName is the schema descriptor for name field.
 	projectDescName := projectFields[2].Descriptor()
 	// project.NameValidator is a validator for the "name" field. It is called by the builders before save.
@@ -160,6 +177,7 @@ func init() {
 	project.DefaultID = projectDescID.Default.(func() string)
 	// project.IDValidator is a validator for the "id" field. It is called by the builders before save.
 	project.IDValidator = projectDescID.Validators[0].(func(string) error)
+	userMixin := schema.User{}.Mixin()
 	user.Policy = privacy.NewPolicies(schema.User{})
 	user.Hooks[0] = func(next ent.Mutator) ent.Mutator {
 		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
@@ -169,6 +187,9 @@ func init() {
 			return next.Mutate(ctx, m)
 		})
 	}
+	userMixinHooks0 := userMixin[0].Hooks()
+
+	user.Hooks[1] = userMixinHooks0[0]
 	userFields := schema.User{}.Fields()
 	_ = userFields
 	// userDescEmail is the schema descriptor for email field.
@@ -210,8 +231,12 @@ func init() {
 	webhookeventDescObjectID := webhookeventFields[2].Descriptor()
 	// webhookevent.DefaultObjectID holds the default value on creation for the object_id field.
 	webhookevent.DefaultObjectID = webhookeventDescObjectID.Default.(string)
+	// webhookeventDescUserID is the schema descriptor for user_id field.
+	webhookeventDescUserID := webhookeventFields[3].Descriptor()
+	// webhookevent.DefaultUserID holds the default value on creation for the user_id field.
+	webhookevent.DefaultUserID = webhookeventDescUserID.Default.(string)
 	// webhookeventDescReceivedAt is the schema descriptor for received_at field.
-	webhookeventDescReceivedAt := webhookeventFields[5].Descriptor()
+	webhookeventDescReceivedAt := webhookeventFields[7].Descriptor()
 	// webhookevent.DefaultReceivedAt holds the default value on creation for the received_at field.
 	webhookevent.DefaultReceivedAt = webhookeventDescReceivedAt.Default.(func() time.Time)
 	// webhookeventDescID is the schema descriptor for id field.

@@ -17,9 +17,9 @@ type Membership struct {
 	ent.Schema
 }
 
-// Mixin of the Membership.
+// Mixin of the Membership: tenant-owned, and its strings come from Clerk.
 func (Membership) Mixin() []ent.Mixin {
-	return []ent.Mixin{TenantMixin{}}
+	return []ent.Mixin{TenantMixin{}, ClerkMirrorMixin{}}
 }
 
 // Fields of the Membership.

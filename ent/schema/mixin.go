@@ -2,9 +2,12 @@
 //
 // Tenant-owned entities (Project, Membership) embed TenantMixin: an immutable,
 // validated tenant_id that the store filters every query, update and delete
-// by, and sets (or checks) on every insert. Mirrored Clerk entities (User,
-// Organization) and the webhook log are written only by Gatehouse itself,
-// under viewer.NewSystemContext.
+// by, and sets (or checks) on every insert; and no caller's write goes into a
+// tenant Clerk has deleted. Mirrored Clerk entities (User, Organization) and
+// the webhook log are written only by Gatehouse itself, under
+// viewer.NewSystemContext; the mirrored ones (and Membership) embed
+// ClerkMirrorMixin, which cleans every string from Clerk before it is
+// stored.
 package schema
 
 import (
@@ -39,6 +42,12 @@ func (TenantMixin) Fields() []ent.Field {
 // viewer's tenant; every insert gets (or must already carry) it.
 func (TenantMixin) Policy() ent.Policy {
 	return tenancy.TenantPolicy()
+}
+
+// Hooks of the TenantMixin: no viewer's write goes into a deleted tenant
+// (checked in the write's transaction).
+func (TenantMixin) Hooks() []ent.Hook {
+	return []ent.Hook{tenancy.RefuseDeletedTenant()}
 }
 
 func validTenantID(id string) error {

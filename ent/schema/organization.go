@@ -14,6 +14,11 @@ type Organization struct {
 	ent.Schema
 }
 
+// Mixin of the Organization: its strings come from Clerk.
+func (Organization) Mixin() []ent.Mixin {
+	return []ent.Mixin{ClerkMirrorMixin{}}
+}
+
 // Fields of the Organization.
 func (Organization) Fields() []ent.Field {
 	return []ent.Field{

@@ -1,22 +1,28 @@
 package schema
 
 import (
+	"regexp"
 	"time"
 
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema"
-	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 
 	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 )
 
-// Project is owned by a tenant.
+// Project is owned by a tenant. It has no edges: an edge to the unscoped
+// users would let a mutation attach or detach rows without the Project
+// policy, and its owner may be an organization's API key, not a user.
 type Project struct {
 	ent.Schema
 }
+
+// ownerID is the shape of a project's owner_id: a Clerk user id, or the id
+// of the organization API key that created it.
+var ownerID = regexp.MustCompile(`^(user|ak)_[A-Za-z0-9]+$`)
 
 // Mixin of the Project.
 func (Project) Mixin() []ent.Mixin {
@@ -30,9 +36,12 @@ func (Project) Fields() []ent.Field {
 			Immutable().
 			DefaultFunc(tenancy.NewProjectID).
 			MaxLen(40),
+		// No foreign key to users: an organization's API key creates
+		// projects too, owned by the key's id.
 		field.String("owner_id").
 			Immutable().
-			Comment("The user who created the project."),
+			Match(ownerID).
+			Comment("The user (user_…) or the organization's API key (ak_…) that created the project."),
 		field.String("name").
 			MaxLen(400),
 		field.String("description").
@@ -47,20 +56,6 @@ func (Project) Fields() []ent.Field {
 		field.Time("updated_at").
 			Default(time.Now).
 			UpdateDefault(time.Now),
-	}
-}
-
-// Edges of the Project. The owner edge is declared here only: an edge on the
-// unscoped User side would let a mutation of a user attach or detach another
-// tenant's projects without passing through the Project policy.
-func (Project) Edges() []ent.Edge {
-	return []ent.Edge{
-		edge.To("owner", User.Type).
-			Field("owner_id").
-			Unique().
-			Required().
-			Immutable().
-			Annotations(entsql.OnDelete(entsql.Restrict)),
 	}
 }
 

@@ -10,10 +10,15 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 )
 
-// User mirrors a Clerk user. It has no edges: ownership is declared on the
-// owned side (Project.owner), and membership is looked up by tenant.
+// User mirrors a Clerk user. It has no edges: a project names its owner by
+// id (Project.owner_id), and membership is looked up by tenant.
 type User struct {
 	ent.Schema
+}
+
+// Mixin of the User: its strings come from Clerk.
+func (User) Mixin() []ent.Mixin {
+	return []ent.Mixin{ClerkMirrorMixin{}}
 }
 
 // Fields of the User.

@@ -61,7 +61,7 @@ func ValidColumn(column string) bool {
 //
 //	import _ "github.com/gatehouse-dev/gatehouse/ent/runtime"
 var (
-	Hooks  [1]ent.Hook
+	Hooks  [2]ent.Hook
 	Policy ent.Policy
 	// DefaultEmail holds the default value on creation for the "email" field.
 	DefaultEmail string

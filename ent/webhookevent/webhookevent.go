@@ -18,10 +18,14 @@ const (
 	FieldType = "type"
 	// FieldObjectID holds the string denoting the object_id field in the database.
 	FieldObjectID = "object_id"
+	// FieldUserID holds the string denoting the user_id field in the database.
+	FieldUserID = "user_id"
 	// FieldResult holds the string denoting the result field in the database.
 	FieldResult = "result"
 	// FieldPayload holds the string denoting the payload field in the database.
 	FieldPayload = "payload"
+	// FieldErasedAt holds the string denoting the erased_at field in the database.
+	FieldErasedAt = "erased_at"
 	// FieldReceivedAt holds the string denoting the received_at field in the database.
 	FieldReceivedAt = "received_at"
 	// Table holds the table name of the webhookevent in the database.
@@ -33,8 +37,10 @@ var Columns = []string{
 	FieldID,
 	FieldType,
 	FieldObjectID,
+	FieldUserID,
 	FieldResult,
 	FieldPayload,
+	FieldErasedAt,
 	FieldReceivedAt,
 }
 
@@ -58,6 +64,8 @@ var (
 	Policy ent.Policy
 	// DefaultObjectID holds the default value on creation for the "object_id" field.
 	DefaultObjectID string
+	// DefaultUserID holds the default value on creation for the "user_id" field.
+	DefaultUserID string
 	// DefaultReceivedAt holds the default value on creation for the "received_at" field.
 	DefaultReceivedAt func() time.Time
 	// IDValidator is a validator for the "id" field. It is called by the builders before save.
@@ -82,9 +90,19 @@ func ByObjectID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldObjectID, opts...).ToFunc()
 }
 
+// ByUserID orders the results by the user_id field.
+func ByUserID(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldUserID, opts...).ToFunc()
+}
+
 // ByResult orders the results by the result field.
 func ByResult(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldResult, opts...).ToFunc()
+}
+
+// ByErasedAt orders the results by the erased_at field.
+func ByErasedAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldErasedAt, opts...).ToFunc()
 }
 
 // ByReceivedAt orders the results by the received_at field.

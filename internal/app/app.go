@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"time"
 
 	grpcauth "github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/auth"
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/pagetoken"
 	"github.com/gatehouse-dev/gatehouse/internal/projectapi"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
@@ -30,6 +32,10 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/userapi"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
+
+// subscribeWait bounds how long Start waits to hear other replicas' cache
+// invalidations before it returns.
+const subscribeWait = 10 * time.Second
 
 // App is a running Gatehouse.
 type App struct {
@@ -88,7 +94,7 @@ func Start(ctx context.Context, cfg *config.Config, log *slog.Logger, opts ...Op
 
 // start builds Gatehouse on the open store, step by step: the keys, the
 // authenticator, the webhook receiver, the server with its handlers and
-// ready checks, then the listeners.
+// ready checks, then the listeners and the webhook records' sweep.
 func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.Store, o options) (*App, error) {
 	if cfg.Migrate {
 		if err := st.Migrate(ctx); err != nil {
@@ -97,7 +103,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 	reg := prometheus.NewRegistry()
 
-	// The Backend API, when there is a secret key: JWKS, users, machine tokens.
+	// The Backend API, when there is a secret key: JWKS, users, and the
+	// verification of opaque credentials.
 	var backend *clerk.Client
 	if cfg.ClerkSecretKey != "" {
 		backend = clerk.New(clerk.Config{APIURL: cfg.ClerkAPIURL, SecretKey: cfg.ClerkSecretKey})
@@ -106,10 +113,18 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	if err != nil {
 		return nil, err
 	}
-	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg)
+	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg, log)
 	if err != nil {
 		return nil, err
 	}
+
+	// What this replica caches from the database, kept in step with the
+	// changes every replica's webhooks apply.
+	changes, err := invalidation.New(st, invalidation.Options{Logger: log, Registerer: reg})
+	if err != nil {
+		return nil, err
+	}
+	changes.Subscribe(provisioner)
 
 	receiver, err := webhook.New(webhook.Config{
 		Client:        st.Client,
@@ -117,7 +132,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Secret:        cfg.WebhookSecret,
 		Logger:        log,
 		Registerer:    reg,
-		OnUserChanged: provisioner.Forget,
+		Invalidations: changes,
+		Retention:     cfg.WebhookRetention,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
@@ -148,11 +164,23 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 	log.Info("gatehouse listening",
 		"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"database", st.Dialect, "issuer", cfg.Issuer, "machine_tokens", backend != nil)
+		"database", st.Dialect, "issuer", cfg.Issuer, "opaque_credentials", backend != nil)
 
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return changes.Listen(gctx) })
 	g.Go(func() error { return srv.ServeGRPC(gctx, grpcLis) })
 	g.Go(func() error { return srv.ServeHTTP(gctx, httpLis) })
+	// Serve others' changes from the first call on; if listening takes
+	// long, the caches' own expiry covers the gap.
+	select {
+	case <-changes.Subscribed():
+	case <-gctx.Done():
+	case <-time.After(subscribeWait):
+		log.Warn("cache invalidations: not yet listening; changes made on other replicas may take up to 5 s to show here until it is")
+	}
+	// Purges the webhook records older than GATEHOUSE_WEBHOOK_RETENTION;
+	// it stops with the listeners, before the store closes.
+	g.Go(func() error { return receiver.Sweep(gctx) })
 	return &App{
 		GRPCAddr: grpcLis.Addr(),
 		HTTPAddr: httpLis.Addr(),
@@ -205,11 +233,12 @@ func newKeySource(ctx context.Context, cfg *config.Config, backend *clerk.Client
 }
 
 // newAuthenticator builds what authenticates and authorizes every call: the
-// session verifier, the access rules declared in the proto, the provisioner
-// that creates users on first sight and, with a Backend API (backend not
-// nil), the machine-token verifier and first-sight fetches from Clerk. It
+// session verifier and the machine-JWT verifier (one key source for both),
+// the access rules declared in the proto, the provisioner that creates
+// users on first sight and, with a Backend API (backend not nil), the
+// verifier of opaque credentials and first-sight fetches from Clerk. It
 // refuses to start if an RPC lacks a rule.
-func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer) (*auth.Authenticator, *provision.Provisioner, error) {
+func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*auth.Authenticator, *provision.Provisioner, error) {
 	sessions, err := auth.NewSessionVerifier(auth.SessionConfig{
 		Keys:              keys,
 		Issuer:            cfg.Issuer,
@@ -219,10 +248,23 @@ func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Cl
 	if err != nil {
 		return nil, nil, err
 	}
-	var machines *auth.MachineVerifier
+	jwts, err := auth.NewMachineJWTVerifier(auth.MachineJWTConfig{
+		Keys:           keys,
+		Issuer:         cfg.Issuer,
+		OAuthAudiences: cfg.OAuthAudiences,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var opaque *auth.OpaqueVerifier
 	var users provision.UserSource
 	if backend != nil {
-		machines = auth.NewMachineVerifier(auth.MachineConfig{Tokens: backend})
+		opaque = auth.NewOpaqueVerifier(auth.OpaqueConfig{
+			Clerk:          backend,
+			Burst:          cfg.VerifyBurst,
+			Rate:           cfg.VerifyRate,
+			OAuthAudiences: cfg.OAuthAudiences,
+		})
 		users = backend
 	}
 	rules, err := auth.LoadRules(
@@ -235,7 +277,8 @@ func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Cl
 	provisioner := provision.New(st.Client, users, provision.Options{})
 	authn, err := auth.New(auth.Config{
 		Sessions:    sessions,
-		Machines:    machines,
+		MachineJWTs: jwts,
+		Opaque:      opaque,
 		Rules:       rules,
 		Provisioner: provisioner,
 		Roles:       provisioner,

@@ -50,9 +50,19 @@ type gatehouse struct {
 
 type option func(*config.Config)
 
+// emulatorJWTKey, set as CLERK_JWT_KEY by an option, stands for the
+// emulator's public key (networkless verification).
+const emulatorJWTKey = "the emulator's public key"
+
 // start runs Gatehouse the way `gatehouse serve` does, on port 0, against a
 // fresh database of the dialect and a fresh Clerk emulator.
 func start(t *testing.T, dialect string, opts ...option) *gatehouse {
+	t.Helper()
+	return startLogging(t, dialect, nil, opts...)
+}
+
+// startLogging is start, writing Gatehouse's log (JSON) to logTo too.
+func startLogging(t *testing.T, dialect string, logTo io.Writer, opts ...option) *gatehouse {
 	t.Helper()
 	emu, err := clerkemu.New(clerkemu.Options{})
 	if err != nil {
@@ -76,11 +86,18 @@ func start(t *testing.T, dialect string, opts ...option) *gatehouse {
 	for _, o := range opts {
 		o(cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	if cfg.ClerkJWTKey == emulatorJWTKey {
+		cfg.ClerkJWTKey = emu.PublicKeyPEM()
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var out io.Writer = io.Discard
+	if testing.Verbose() {
+		out = testWriter{t}
+	}
+	if logTo != nil {
+		out = io.MultiWriter(out, logTo)
+	}
+	log := slog.New(slog.NewJSONHandler(out, nil))
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		cancel()
@@ -313,7 +330,7 @@ func testBadTokensAreUnauthenticated(t *testing.T, via protocol) {
 		"garbage":            "not-a-jwt",
 		"empty bearer":       "",
 		"unknown kid":        mint(clerkemu.Session{SigningKey: other, KeyID: "ins_forged"}),
-		"not a user subject": mint(clerkemu.Session{UserID: "mch_robot"}),
+		"not a user subject": mint(clerkemu.Session{UserID: "bot_robot"}),
 	}
 	for name, tok := range tokens {
 		t.Run(name, func(t *testing.T) {
@@ -327,6 +344,14 @@ func testBadTokensAreUnauthenticated(t *testing.T, via protocol) {
 			}
 		})
 	}
+	// A session's claims with a machine's subject are routed as a machine
+	// token — which GetMe does not take — and are no machine token either.
+	posing := mint(clerkemu.Session{UserID: "mch_robot"})
+	_, err = g.users.GetMe(withToken(context.Background(), posing), &gatehousev1.GetMeRequest{})
+	wantCode(t, err, codes.PermissionDenied)
+	_, err = g.projects.ListProjects(metadata.AppendToOutgoingContext(withToken(context.Background(), posing), "x-gatehouse-tenant", "org_a"),
+		&gatehousev1.ListProjectsRequest{})
+	wantCode(t, err, codes.Unauthenticated)
 	// The good token still works: the failures above were the tokens' own.
 	if _, err := g.users.GetMe(withToken(context.Background(), good), &gatehousev1.GetMeRequest{}); err != nil {
 		t.Fatalf("good token: %v", err)

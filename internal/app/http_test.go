@@ -50,9 +50,9 @@ type exchange struct {
 	body   []byte
 }
 
-// send makes an HTTP request to g's HTTP listener. headers are name, value
+// request makes an HTTP request to g's HTTP listener. headers are name, value
 // pairs.
-func (g *gatehouse) send(t *testing.T, client *http.Client, method, path string, body []byte, headers ...string) exchange {
+func (g *gatehouse) request(t *testing.T, client *http.Client, method, path string, body []byte, headers ...string) exchange {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -136,56 +136,56 @@ func TestRESTRoutes(t *testing.T) {
 			jsonBody := append(auth, "Content-Type", "application/json")
 
 			var me gatehousev1.GetMeResponse
-			decodeJSON(t, g.send(t, nil, "GET", "/v1/me", nil, auth...).want(t, 200).body, &me)
+			decodeJSON(t, g.request(t, nil, "GET", "/v1/me", nil, auth...).want(t, 200).body, &me)
 			if me.User.GetId() != "user_rest" || me.Session.GetTenantId() != "user_rest" {
 				t.Fatalf("GET /v1/me: %v", &me)
 			}
 			var users gatehousev1.ListUsersResponse
-			decodeJSON(t, g.send(t, nil, "GET", "/v1/users?page_size=10", nil, auth...).want(t, 200).body, &users)
+			decodeJSON(t, g.request(t, nil, "GET", "/v1/users?page_size=10", nil, auth...).want(t, 200).body, &users)
 			if len(users.Users) != 1 || users.Users[0].Id != "user_rest" {
 				t.Fatalf("GET /v1/users: %v", &users)
 			}
 			var user gatehousev1.GetUserResponse
-			decodeJSON(t, g.send(t, nil, "GET", "/v1/users/user_rest", nil, auth...).want(t, 200).body, &user)
+			decodeJSON(t, g.request(t, nil, "GET", "/v1/users/user_rest", nil, auth...).want(t, 200).body, &user)
 			if user.User.GetEmail() != "user_rest@example.com" {
 				t.Fatalf("GET /v1/users/user_rest: %v", &user)
 			}
-			g.send(t, nil, "GET", "/v1/users/user_stranger", nil, auth...).want(t, 404)
+			g.request(t, nil, "GET", "/v1/users/user_stranger", nil, auth...).want(t, 404)
 
 			// POST /v1/projects: the body is the whole request.
 			var created gatehousev1.CreateProjectResponse
-			decodeJSON(t, g.send(t, nil, "POST", "/v1/projects", []byte(`{"name": "Apollo", "description": "to the moon"}`), jsonBody...).want(t, 200).body, &created)
+			decodeJSON(t, g.request(t, nil, "POST", "/v1/projects", []byte(`{"name": "Apollo", "description": "to the moon"}`), jsonBody...).want(t, 200).body, &created)
 			p := created.Project
 			if p.GetName() != "Apollo" || p.GetDescription() != "to the moon" || p.GetTenantId() != "user_rest" ||
 				p.GetStatus() != gatehousev1.ProjectStatus_PROJECT_STATUS_ACTIVE {
 				t.Fatalf("POST /v1/projects: %v", p)
 			}
-			decodeJSON(t, g.send(t, nil, "POST", "/v1/projects", []byte(`{"name": "Gemini"}`), jsonBody...).want(t, 200).body, &created)
+			decodeJSON(t, g.request(t, nil, "POST", "/v1/projects", []byte(`{"name": "Gemini"}`), jsonBody...).want(t, 200).body, &created)
 			second := created.Project
 
 			// Pages through the query string, in either spelling.
 			var page1, page2 gatehousev1.ListProjectsResponse
-			decodeJSON(t, g.send(t, nil, "GET", "/v1/projects?page_size=1", nil, auth...).want(t, 200).body, &page1)
+			decodeJSON(t, g.request(t, nil, "GET", "/v1/projects?page_size=1", nil, auth...).want(t, 200).body, &page1)
 			if len(page1.Projects) != 1 || page1.NextPageToken == "" {
 				t.Fatalf("first page: %v", &page1)
 			}
-			decodeJSON(t, g.send(t, nil, "GET", "/v1/projects?pageSize=1&pageToken="+page1.NextPageToken, nil, auth...).want(t, 200).body, &page2)
+			decodeJSON(t, g.request(t, nil, "GET", "/v1/projects?pageSize=1&pageToken="+page1.NextPageToken, nil, auth...).want(t, 200).body, &page2)
 			if len(page2.Projects) != 1 || page2.Projects[0].Id == page1.Projects[0].Id {
 				t.Fatalf("second page: %v after %v", &page2, &page1)
 			}
-			if st := g.send(t, nil, "GET", "/v1/projects?page_size=-1", nil, auth...).want(t, 400).restStatus(t); st.Code() != codes.InvalidArgument {
+			if st := g.request(t, nil, "GET", "/v1/projects?page_size=-1", nil, auth...).want(t, 400).restStatus(t); st.Code() != codes.InvalidArgument {
 				t.Fatalf("negative page size: %v", st)
 			}
 			// A bad value is refused; a parameter that names no field is
 			// ignored (a cache-buster such as ?_=123 must not fail a call).
-			g.send(t, nil, "GET", "/v1/projects?page_size=ten", nil, auth...).want(t, 400)
-			g.send(t, nil, "GET", "/v1/projects?_=1733000000", nil, auth...).want(t, 200)
+			g.request(t, nil, "GET", "/v1/projects?page_size=ten", nil, auth...).want(t, 400)
+			g.request(t, nil, "GET", "/v1/projects?_=1733000000", nil, auth...).want(t, 200)
 
 			path := "/v1/projects/" + p.Id
 			patch := func(query, body string) *gatehousev1.Project {
 				t.Helper()
 				var got gatehousev1.UpdateProjectResponse
-				decodeJSON(t, g.send(t, nil, "PATCH", path+query, []byte(body), jsonBody...).want(t, 200).body, &got)
+				decodeJSON(t, g.request(t, nil, "PATCH", path+query, []byte(body), jsonBody...).want(t, 200).body, &got)
 				return got.Project
 			}
 			// The mask in the query wins: the name in the body is not applied.
@@ -212,18 +212,18 @@ func TestRESTRoutes(t *testing.T) {
 				`{"tenantId": "org_x"}`: `update_mask: unknown path "tenant_id"`,
 				`{"nmae": "typo"}`:      `update_mask: unknown path "nmae"`,
 			} {
-				st := g.send(t, nil, "PATCH", path, []byte(body), jsonBody...).want(t, 400).restStatus(t)
+				st := g.request(t, nil, "PATCH", path, []byte(body), jsonBody...).want(t, 400).restStatus(t)
 				if v := fieldViolations(st); st.Code() != codes.InvalidArgument || len(v) != 1 || !strings.HasPrefix(v[0], want) {
 					t.Errorf("PATCH %s: %v %v, want a violation starting %q", body, st.Code(), v, want)
 				}
 			}
 
-			g.send(t, nil, "DELETE", path, nil, auth...).want(t, 200)
-			if st := g.send(t, nil, "GET", path, nil, auth...).want(t, 404).restStatus(t); st.Code() != codes.NotFound {
+			g.request(t, nil, "DELETE", path, nil, auth...).want(t, 200)
+			if st := g.request(t, nil, "GET", path, nil, auth...).want(t, 404).restStatus(t); st.Code() != codes.NotFound {
 				t.Fatalf("GET after DELETE: %v", st)
 			}
-			g.send(t, nil, "PUT", path, []byte(`{}`), jsonBody...).want(t, 405)
-			g.send(t, nil, "GET", "/v1/no/such/route", nil, auth...).want(t, 404)
+			g.request(t, nil, "PUT", path, []byte(`{}`), jsonBody...).want(t, 405)
+			g.request(t, nil, "GET", "/v1/no/such/route", nil, auth...).want(t, 404)
 		})
 	}
 }
@@ -247,7 +247,7 @@ func TestConnectWire(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := append([]string{"Authorization", "Bearer " + tok, "Content-Type", "application/json"}, tt.headers...)
-			e := g.send(t, tt.client, "POST", getMe, []byte(`{}`), h...).want(t, 200)
+			e := g.request(t, tt.client, "POST", getMe, []byte(`{}`), h...).want(t, 200)
 			if tt.client != nil && e.proto != "HTTP/2.0" {
 				t.Errorf("answered over %s", e.proto)
 			}
@@ -265,7 +265,7 @@ func TestConnectWire(t *testing.T) {
 	}
 
 	t.Run("binary", func(t *testing.T) {
-		e := g.send(t, nil, "POST", getMe, nil, "Authorization", "Bearer "+tok, "Content-Type", "application/proto").want(t, 200)
+		e := g.request(t, nil, "POST", getMe, nil, "Authorization", "Bearer "+tok, "Content-Type", "application/proto").want(t, 200)
 		if ct := e.header.Get("Content-Type"); ct != "application/proto" {
 			t.Fatalf("content type %q", ct)
 		}
@@ -276,13 +276,13 @@ func TestConnectWire(t *testing.T) {
 	})
 
 	t.Run("error body", func(t *testing.T) {
-		e := g.send(t, nil, "POST", getMe, []byte(`{}`), "Content-Type", "application/json").want(t, 401)
+		e := g.request(t, nil, "POST", getMe, []byte(`{}`), "Content-Type", "application/json").want(t, 401)
 		var body struct{ Code, Message string }
 		if err := json.Unmarshal(e.body, &body); err != nil || body.Code != "unauthenticated" || body.Message == "" {
 			t.Fatalf("no token: %s (%v)", e.body, err)
 		}
 
-		e = g.send(t, nil, "POST", "/gatehouse.v1.ProjectService/CreateProject", []byte(`{"name": " "}`),
+		e = g.request(t, nil, "POST", "/gatehouse.v1.ProjectService/CreateProject", []byte(`{"name": " "}`),
 			"Authorization", "Bearer "+tok, "Content-Type", "application/json").want(t, 400)
 		var detailed struct {
 			Code    string
@@ -300,8 +300,8 @@ func TestConnectWire(t *testing.T) {
 	})
 
 	t.Run("methods", func(t *testing.T) {
-		g.send(t, nil, "GET", getMe, nil, "Authorization", "Bearer "+tok, "Connect-Protocol-Version", "1").want(t, 405)
-		g.send(t, nil, "POST", "/gatehouse.v1.UserService/NoSuchMethod", []byte(`{}`), "Content-Type", "application/json").want(t, 404)
+		g.request(t, nil, "GET", getMe, nil, "Authorization", "Bearer "+tok, "Connect-Protocol-Version", "1").want(t, 405)
+		g.request(t, nil, "POST", "/gatehouse.v1.UserService/NoSuchMethod", []byte(`{}`), "Content-Type", "application/json").want(t, 404)
 	})
 }
 
@@ -361,7 +361,7 @@ func TestGRPCWebWire(t *testing.T) {
 				if token != "" {
 					h = append(h, "Authorization", "Bearer "+token)
 				}
-				return g.send(t, tt.client, "POST", method, body, h...).want(t, 200)
+				return g.request(t, tt.client, "POST", method, body, h...).want(t, 200)
 			}
 
 			e := call("/gatehouse.v1.UserService/GetMe", &gatehousev1.GetMeRequest{}, tok)
@@ -466,7 +466,7 @@ func TestErrorsOverHTTP(t *testing.T) {
 						h = []string{"Authorization", c.auth}
 					}
 				}
-				e := g.send(t, nil, c.method, c.path, c.body, h...).want(t, tt.status)
+				e := g.request(t, nil, c.method, c.path, c.body, h...).want(t, tt.status)
 				var code codes.Code
 				var details []string
 				if strings.HasPrefix(c.path, "/v1/") {
@@ -531,11 +531,11 @@ func TestMessageSizeLimit(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			h := append(slices.Clone(auth), tt.headers...)
-			e := g.send(t, nil, tt.method, tt.path, body(server.MaxMessageBytes-100, tt.wrapper), h...)
+			e := g.request(t, nil, tt.method, tt.path, body(server.MaxMessageBytes-100, tt.wrapper), h...)
 			if e.status != 400 || !bytes.Contains(e.body, []byte("name")) {
 				t.Fatalf("under the limit: HTTP %d %.200s, want 400 about the name", e.status, e.body)
 			}
-			e = g.send(t, nil, tt.method, tt.path, body(server.MaxMessageBytes+1, tt.wrapper), h...)
+			e = g.request(t, nil, tt.method, tt.path, body(server.MaxMessageBytes+1, tt.wrapper), h...)
 			if e.status != 429 || !bytes.Contains(bytes.ToLower(e.body), []byte("exceeded")) {
 				t.Fatalf("over the limit: HTTP %d %.200s, want 429", e.status, e.body)
 			}
@@ -543,7 +543,7 @@ func TestMessageSizeLimit(t *testing.T) {
 	}
 	t.Run("gRPC-Web", func(t *testing.T) {
 		m := &gatehousev1.CreateProjectRequest{Name: strings.Repeat("x", server.MaxMessageBytes)}
-		e := g.send(t, nil, "POST", "/gatehouse.v1.ProjectService/CreateProject", grpcWebFrame(m),
+		e := g.request(t, nil, "POST", "/gatehouse.v1.ProjectService/CreateProject", grpcWebFrame(m),
 			append(slices.Clone(auth), "Content-Type", "application/grpc-web+proto")...).want(t, 200)
 		_, trailers := grpcWebFrames(t, e.body)
 		if got := e.header.Get("Grpc-Status") + trailers.Get("Grpc-Status"); got != fmt.Sprint(int(codes.ResourceExhausted)) {
@@ -570,7 +570,7 @@ func TestCORS(t *testing.T) {
 		if headers != "" {
 			h = append(h, "Access-Control-Request-Headers", headers)
 		}
-		return g.send(t, nil, "OPTIONS", path, nil, h...)
+		return g.request(t, nil, "OPTIONS", path, nil, h...)
 	}
 	allowed := func(e exchange) bool { return e.header.Get("Access-Control-Allow-Origin") != "" }
 
@@ -614,7 +614,7 @@ func TestCORS(t *testing.T) {
 		}
 	})
 	t.Run("actual requests", func(t *testing.T) {
-		e := g.send(t, nil, "GET", "/v1/me", nil, "Origin", origin, "Authorization", "Bearer "+tok).want(t, 200)
+		e := g.request(t, nil, "GET", "/v1/me", nil, "Origin", origin, "Authorization", "Bearer "+tok).want(t, 200)
 		if got := e.header.Get("Access-Control-Allow-Origin"); got != origin {
 			t.Errorf("Access-Control-Allow-Origin %q", got)
 		}
@@ -622,11 +622,11 @@ func TestCORS(t *testing.T) {
 			t.Errorf("Access-Control-Expose-Headers %q, want %q", got, want)
 		}
 		// An error answer carries them too, or a page could not read it.
-		e = g.send(t, nil, "POST", "/gatehouse.v1.UserService/GetMe", []byte(`{}`), "Origin", origin, "Content-Type", "application/json").want(t, 401)
+		e = g.request(t, nil, "POST", "/gatehouse.v1.UserService/GetMe", []byte(`{}`), "Origin", origin, "Content-Type", "application/json").want(t, 401)
 		if !allowed(e) {
 			t.Errorf("401 without CORS headers: %v", e.header)
 		}
-		e = g.send(t, nil, "GET", "/v1/me", nil, "Origin", "https://evil.example", "Authorization", "Bearer "+tok)
+		e = g.request(t, nil, "GET", "/v1/me", nil, "Origin", "https://evil.example", "Authorization", "Bearer "+tok)
 		if allowed(e) || e.header.Get("Access-Control-Expose-Headers") != "" {
 			t.Errorf("another origin got CORS headers: %v", e.header)
 		}
@@ -636,7 +636,7 @@ func TestCORS(t *testing.T) {
 			for _, e := range []exchange{
 				preflight(origin, "POST", path, "content-type"),
 				preflight(origin, "GET", path, ""),
-				g.send(t, nil, "GET", path, nil, "Origin", origin),
+				g.request(t, nil, "GET", path, nil, "Origin", origin),
 			} {
 				for k := range e.header {
 					if strings.HasPrefix(k, "Access-Control-") {
@@ -666,9 +666,9 @@ func TestNoOriginsNoCORS(t *testing.T) {
 	g := start(t, "sqlite", func(c *config.Config) { c.AuthorizedParties = nil })
 	tok := g.mint(t, clerkemu.Session{UserID: "user_nocors"})
 	for _, e := range []exchange{
-		g.send(t, nil, "OPTIONS", "/gatehouse.v1.UserService/GetMe", nil, "Origin", "http://localhost:3000",
+		g.request(t, nil, "OPTIONS", "/gatehouse.v1.UserService/GetMe", nil, "Origin", "http://localhost:3000",
 			"Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization,content-type"),
-		g.send(t, nil, "GET", "/v1/me", nil, "Origin", "http://localhost:3000", "Authorization", "Bearer "+tok).want(t, 200),
+		g.request(t, nil, "GET", "/v1/me", nil, "Origin", "http://localhost:3000", "Authorization", "Bearer "+tok).want(t, 200),
 	} {
 		for k := range e.header {
 			if strings.HasPrefix(k, "Access-Control-") || (k == "Vary" && strings.Contains(e.header.Get(k), "Origin")) {
@@ -682,9 +682,9 @@ func TestNoOriginsNoCORS(t *testing.T) {
 // counted and logged like one over gRPC, since it is one.
 func TestHTTPCallsPassTheInterceptors(t *testing.T) {
 	g := start(t, "sqlite")
-	g.send(t, nil, "GET", "/v1/projects", nil).want(t, 401)
-	g.send(t, nil, "POST", "/gatehouse.v1.ProjectService/ListProjects", []byte(`{}`), "Content-Type", "application/json").want(t, 401)
-	metrics := string(g.send(t, nil, "GET", "/metrics", nil).want(t, 200).body)
+	g.request(t, nil, "GET", "/v1/projects", nil).want(t, 401)
+	g.request(t, nil, "POST", "/gatehouse.v1.ProjectService/ListProjects", []byte(`{}`), "Content-Type", "application/json").want(t, 401)
+	metrics := string(g.request(t, nil, "GET", "/metrics", nil).want(t, 200).body)
 	for _, series := range []string{
 		`grpc_server_handled_total{grpc_code="Unauthenticated",grpc_method="ListProjects",grpc_service="gatehouse.v1.ProjectService",grpc_type="unary"} 2`,
 		`gatehouse_auth_failures_total{reason="missing_token"} 2`,

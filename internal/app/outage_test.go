@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
@@ -170,4 +172,91 @@ func sendWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestDatabaseOutageIsUnavailableOnEveryPath: while Postgres is unreachable,
+// every path that needs it answers UNAVAILABLE with google.rpc.RetryInfo, so
+// that clients retry — the handlers, the auth path's user check (a user seen
+// for the first time, or one whose trust window has run out) and its
+// membership-role look-up — and never INTERNAL, which clients do not retry.
+func TestDatabaseOutageIsUnavailableOnEveryPath(t *testing.T) {
+	dbURL := storetest.URL(t, "postgres")
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.addr
+	g := start(t, "postgres", func(c *config.Config) { c.DatabaseURL = u.String() })
+	ctx := context.Background()
+	known := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_known", OrgID: "org_o", OrgRole: "org:admin"}))
+	if _, err := g.projects.CreateProject(known, &gatehousev1.CreateProjectRequest{Name: "before"}); err != nil {
+		t.Fatal(err)
+	}
+	firstSight := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_new"}))
+	noRole := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_known", OrgID: "org_o"}))
+
+	proxy.Cut()
+	calls := []struct {
+		name string
+		call func() error
+	}{
+		{"ListProjects (handler)", func() error {
+			_, err := g.projects.ListProjects(known, &gatehousev1.ListProjectsRequest{})
+			return err
+		}},
+		{"CreateProject (handler)", func() error {
+			_, err := g.projects.CreateProject(known, &gatehousev1.CreateProjectRequest{Name: "during"})
+			return err
+		}},
+		{"GetMe of a user seen for the first time (auth: provisioning)", func() error {
+			_, err := g.users.GetMe(firstSight, &gatehousev1.GetMeRequest{})
+			return err
+		}},
+		{"GetMe without a role in the token (auth: membership role)", func() error {
+			_, err := g.users.GetMe(noRole, &gatehousev1.GetMeRequest{})
+			return err
+		}},
+	}
+	for _, c := range calls {
+		t.Run(c.name, func(t *testing.T) {
+			err := c.call()
+			wantCode(t, err, codes.Unavailable)
+			if retry := retryInfo(err); retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+				t.Errorf("UNAVAILABLE without RetryInfo: %v", err)
+			}
+		})
+	}
+
+	t.Run("webhook", func(t *testing.T) {
+		body, err := clerkemu.SampleEvent(webhook.TypeUserUpdated, clerkemu.Sample{UserID: "user_known", UpdatedAt: time.Now()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := clerkemu.SendWebhook(ctx, g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("webhook: %s, Retry-After %q; want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
+		}
+	})
+
+	proxy.Restore()
+	waitFor(t, "the database to be back", func() bool { return httpStatus(t, g.httpURL+"/readyz") == http.StatusOK })
+	for _, c := range calls {
+		if err := c.call(); err != nil {
+			t.Errorf("%s after the outage: %v", c.name, err)
+		}
+	}
+}
+
+func retryInfo(err error) *errdetails.RetryInfo {
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			return r
+		}
+	}
+	return nil
 }

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"testing"
+	"time"
 
 	josejwt "github.com/go-jose/go-jose/v3/jwt"
 
@@ -86,5 +87,46 @@ func BenchmarkJoseVerifyFloor(b *testing.B) {
 		if err := parsed.Claims(pub, &m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAuthenticateWarm is the cost of Authenticate for a call whose
+// credential was seen before — the cache hit every call after the first
+// pays — for each kind and form, on ListProjects (which takes them all).
+// The session case is the warm path of every signed-in user's call: one
+// map lookup for the token, the provisioner's, the permission check.
+// Compare with benchstat; docs/BENCHMARKS.md records the figures.
+func BenchmarkAuthenticateWarm(b *testing.B) {
+	e := newEnv(b, envOptions{})
+	a := newTestAuthenticator(b, e, memberships)
+	cases := []struct {
+		name, token, tenant string
+	}{
+		{"session", e.mint(b, benchSession), ""},
+		{"m2m_opaque", e.mintMachine(b, clerkemu.Machine{TTL: time.Hour}), orgAcme},
+		{"m2m_jwt", e.mintMachine(b, clerkemu.Machine{JWT: true}), orgAcme},
+		{"api_key_user", e.mintAPIKey(b, clerkemu.APIKey{Subject: testUser, Scopes: []string{PermProjectsRead}}), ""},
+		{"api_key_user_in_org", e.mintAPIKey(b, clerkemu.APIKey{Subject: testUser, Scopes: []string{PermProjectsRead}}), orgAcme},
+		{"api_key_org", e.mintAPIKey(b, clerkemu.APIKey{Subject: orgAcme, Scopes: []string{PermProjectsRead}}), ""},
+		{"oauth_opaque", e.mintOAuth(b, clerkemu.OAuthToken{UserID: testUser, Scopes: []string{PermProjectsRead}}), ""},
+		{"oauth_jwt", e.mintOAuth(b, clerkemu.OAuthToken{UserID: testUser, Scopes: []string{PermProjectsRead}, JWT: true}), ""},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			kv := []string{AuthorizationKey, "Bearer " + c.token}
+			if c.tenant != "" {
+				kv = append(kv, TenantKey, c.tenant)
+			}
+			ctx := incoming("10.0.0.1", kv...)
+			if _, err := a.Authenticate(ctx, listProjectsMethod); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := a.Authenticate(ctx, listProjectsMethod); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -15,45 +15,57 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // Reasons an authentication or authorization step fails. Each is a fixed
 // word, safe to show to the caller and bounded as a metric label.
 const (
 	// Credentials (UNAUTHENTICATED).
-	ReasonMissingToken     = "missing_token"           // no authorization metadata, or an empty bearer
-	ReasonMalformed        = "malformed"               // not a compact JWS, or claims that do not decode
-	ReasonBadAlgorithm     = "bad_algorithm"           // alg is not RS256 (none, HS256, …)
-	ReasonExpired          = "expired"                 // exp passed, beyond the leeway
-	ReasonNotYetValid      = "not_yet_valid"           // nbf or iat in the future, beyond the leeway
-	ReasonBadSignature     = "bad_signature"           // the signature does not verify with the key
-	ReasonUnknownKey       = "unknown_key"             // no signing key has the token's kid
-	ReasonWrongIssuer      = "wrong_issuer"            // iss is not the pinned issuer
-	ReasonWrongAZP         = "wrong_azp"               // azp is not an authorized party
-	ReasonNoExpiry         = "no_expiry"               // exp is missing
-	ReasonNoSession        = "no_session"              // sid is missing
-	ReasonPendingSession   = "pending_session"         // sts is "pending"
-	ReasonNotSessionToken  = "not_a_session_token"     // cat names a JWT-template or machine token
-	ReasonBadSubject       = "bad_subject"             // sub is not a Clerk user id
-	ReasonBadOrganization  = "bad_organization"        // the active organization id is malformed
-	ReasonRevoked          = "revoked"                 // Clerk rejected the machine token: revoked, expired or unknown
-	ReasonMachinesDisabled = "machine_tokens_disabled" // no Backend API, so machine tokens cannot be verified
-	ReasonUnknownUser      = "unknown_user"            // Clerk does not know the token's user
-	ReasonDeletedUser      = "deleted_user"            // the user was deleted (tombstoned)
+	ReasonMissingToken    = "missing_token"          // no authorization metadata, or an empty bearer
+	ReasonMalformed       = "malformed"              // not a credential Clerk issues: not a compact JWS, an opaque body of the wrong shape, claims that do not decode
+	ReasonBadAlgorithm    = "bad_algorithm"          // alg is not RS256 (none, HS256, …)
+	ReasonExpired         = "expired"                // exp passed, beyond the leeway; or Clerk says the credential expired
+	ReasonNotYetValid     = "not_yet_valid"          // nbf or iat in the future, beyond the leeway
+	ReasonBadSignature    = "bad_signature"          // the signature does not verify with the key
+	ReasonUnknownKey      = "unknown_key"            // no signing key has the token's kid
+	ReasonWrongIssuer     = "wrong_issuer"           // iss is not the pinned issuer
+	ReasonWrongAZP        = "wrong_azp"              // azp is not an authorized party
+	ReasonWrongAudience   = "wrong_audience"         // an OAuth token's aud names none of GATEHOUSE_OAUTH_AUDIENCE
+	ReasonNoExpiry        = "no_expiry"              // exp is missing
+	ReasonNoSession       = "no_session"             // sid is missing
+	ReasonPendingSession  = "pending_session"        // sts is "pending"
+	ReasonNotSessionToken = "not_a_session_token"    // a JWT routed as a session whose cat (or typ) names another kind of token
+	ReasonWrongCategory   = "wrong_category"         // a machine or OAuth JWT whose cat names another kind of token
+	ReasonBadSubject      = "bad_subject"            // sub (or Clerk's subject) is not an id of the kind the credential acts for
+	ReasonBadOrganization = "bad_organization"       // the active organization id is malformed
+	ReasonRevoked         = "revoked"                // Clerk says the credential was revoked
+	ReasonRejected        = "rejected"               // Clerk refused the credential (4xx): unknown, revoked or expired, it does not say
+	ReasonOpaqueDisabled  = "opaque_tokens_disabled" // no Backend API (CLERK_JWT_KEY only), so mt_, ak_ and oat_ cannot be verified
+	ReasonUnknownUser     = "unknown_user"           // Clerk does not know the token's user
+	ReasonDeletedUser     = "deleted_user"           // the user was deleted (tombstoned)
 
 	// Metadata (INVALID_ARGUMENT).
 	ReasonMissingTenant = "missing_tenant" // a machine call without x-gatehouse-tenant
 	ReasonBadTenant     = "bad_tenant"     // x-gatehouse-tenant is malformed or repeated
 
 	// Authorization (PERMISSION_DENIED).
-	ReasonMachineNotAllowed = "machine_not_allowed" // the RPC has no allow_machines
-	ReasonTenantNotAllowed  = "tenant_not_allowed"  // the machine token's tenants claim omits the tenant
-	ReasonMissingPermission = "missing_permission"  // the principal lacks a permission the RPC needs
-	ReasonNoAccessRule      = "no_access_rule"      // a Gatehouse RPC unknown to Rules
+	ReasonCredentialNotAllowed = "credential_not_allowed" // the RPC does not take this kind of credential
+	ReasonUserRequired         = "user_required"          // the RPC needs a user; an organization's key is not one
+	ReasonTenantNotAllowed     = "tenant_not_allowed"     // the credential may not act in the tenant x-gatehouse-tenant names
+	ReasonNotMember            = "not_a_member"           // a user's key or OAuth token names an organization the user has no mirrored live membership of
+	ReasonMissingPermission    = "missing_permission"     // the principal lacks a permission the RPC needs
+	ReasonNoAccessRule         = "no_access_rule"         // a Gatehouse RPC unknown to Rules
+
+	// Verification budget (RESOURCE_EXHAUSTED, with RetryInfo; no call to
+	// Clerk made).
+	ReasonRateLimited = "rate_limited" // the caller's address is over its budget of calls to Clerk's verify endpoints
+	ReasonBusy        = "busy"         // as many verifications as allowed are in flight already
 
 	// Dependencies (UNAVAILABLE, DEADLINE_EXCEEDED, CANCELED, INTERNAL).
 	ReasonKeysUnavailable  = "keys_unavailable"  // the JWKS could not be fetched in time
 	ReasonClerkUnavailable = "clerk_unavailable" // the Backend API could not answer in time
+	ReasonStoreUnavailable = "store_unavailable" // the database could not answer (store.IsUnavailable)
 	ReasonInternal         = "internal"          // anything else; the cause is kept for logs
 )
 
@@ -79,6 +91,8 @@ func (e *Error) Error() string {
 		return "permission denied: " + e.Reason
 	case codes.InvalidArgument:
 		return "invalid request: " + e.Reason
+	case codes.ResourceExhausted:
+		return "too many verifications: " + e.Reason
 	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
 		return "authentication unavailable: " + e.Reason
 	default:
@@ -110,10 +124,10 @@ var (
 	// context ends, so a context error from it is taken for the caller's
 	// own deadline or cancellation.
 	errKeySource = errors.New("signing keys")
-	// errMachineTokens: Clerk's answer to a machine-token check. The request
-	// runs on Gatehouse's own timeout, so a deadline there is Clerk not
-	// answering in time.
-	errMachineTokens = errors.New("verify machine token")
+	// errVerify: Clerk's answer to the verification of an opaque
+	// credential. The request runs on Gatehouse's own timeout, so a
+	// deadline there is Clerk not answering in time.
+	errVerify = errors.New("verify with Clerk")
 	// errClerkWait: the caller's context ended while it waited for Clerk's
 	// Backend API.
 	errClerkWait = errors.New("waiting for Clerk")
@@ -168,8 +182,12 @@ func errorOf(err error) *Error {
 		return unauthenticated(refusal.reason(), nil)
 	case errors.Is(err, clerk.ErrUnknownKey):
 		return unauthenticated(ReasonUnknownKey, err)
-	case errors.Is(err, clerk.ErrInvalidToken):
+	case errors.Is(err, clerk.ErrTokenRevoked):
 		return unauthenticated(ReasonRevoked, err)
+	case errors.Is(err, clerk.ErrTokenExpired):
+		return unauthenticated(ReasonExpired, err)
+	case errors.Is(err, clerk.ErrInvalidToken):
+		return unauthenticated(ReasonRejected, err)
 	case errors.Is(err, provision.ErrBadSubject):
 		return unauthenticated(ReasonBadSubject, err)
 	case errors.Is(err, provision.ErrUnknownUser):
@@ -177,22 +195,28 @@ func errorOf(err error) *Error {
 	case errors.Is(err, provision.ErrDeletedUser):
 		return unauthenticated(ReasonDeletedUser, err)
 
-	// The signing keys could not be had: UNAVAILABLE with RetryInfo, or the
-	// caller's own deadline or cancellation.
-	case errors.Is(err, errKeySource) && isContextError(err):
-		return callerGone(ReasonKeysUnavailable, err)
+	// The signing keys could not be had: UNAVAILABLE with RetryInfo —
+	// including when the fetch ran out of its own time, which is not the
+	// caller's deadline — or the caller's own deadline or cancellation.
 	case errors.Is(err, errKeySource) && errors.Is(err, clerk.ErrUnavailable):
 		return unavailable(ReasonKeysUnavailable, time.Second, err)
+	case errors.Is(err, errKeySource) && isContextError(err):
+		return callerGone(ReasonKeysUnavailable, err)
 
 	// Clerk's Backend API did not answer: UNAVAILABLE with RetryInfo, or the
 	// caller's own deadline or cancellation when it stopped waiting first.
-	case errors.Is(err, errMachineTokens) &&
+	case errors.Is(err, errVerify) &&
 		(errors.Is(err, clerk.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)):
 		return unavailable(ReasonClerkUnavailable, time.Second, err)
 	case errors.As(err, &retry):
 		return unavailable(ReasonClerkUnavailable, retry.RetryAfter, err)
 	case (errors.Is(err, errClerkWait) || errors.Is(err, provision.ErrClerkUnavailable)) && isContextError(err):
 		return callerGone(ReasonClerkUnavailable, err)
+
+	// The database did not answer (the Provisioner's user check, the
+	// membership role): UNAVAILABLE with RetryInfo.
+	case store.IsUnavailable(err):
+		return unavailable(ReasonStoreUnavailable, store.RetryAfter, err)
 	}
 	return &Error{Code: codes.Internal, Reason: ReasonInternal, Err: err}
 }
@@ -218,6 +242,12 @@ func invalidArgument(reason string) *Error {
 
 func unavailable(reason string, retryAfter time.Duration, cause error) *Error {
 	return &Error{Code: codes.Unavailable, Reason: reason, RetryAfter: retryAfter, Err: cause}
+}
+
+// exhausted refuses a verification the budget does not allow now; no call
+// to Clerk was made. cause says whose budget, for the log.
+func exhausted(reason string, retryAfter time.Duration, cause error) *Error {
+	return &Error{Code: codes.ResourceExhausted, Reason: reason, RetryAfter: retryAfter, Err: cause}
 }
 
 // callerGone reports the caller's own deadline or cancellation, err, met

@@ -2,16 +2,19 @@ package auth
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"testing"
 	"time"
 
+	"github.com/lib/pq"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // TestErrorOf pins the table from causes to what the caller sees, row by row,
@@ -34,14 +37,17 @@ func TestErrorOf(t *testing.T) {
 		{"keys: caller's deadline", fmt.Errorf("%w: %w", errKeySource, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonKeysUnavailable, 0, true},
 		{"keys: caller canceled", fmt.Errorf("%w: %w", errKeySource, context.Canceled), codes.Canceled, ReasonKeysUnavailable, 0, true},
 		{"keys: Clerk unavailable", fmt.Errorf("%w: %w", errKeySource, unavailable), codes.Unavailable, ReasonKeysUnavailable, time.Second, true},
-		{"keys: the fetch timed out", fmt.Errorf("%w: %w", errKeySource, timedOut), codes.DeadlineExceeded, ReasonKeysUnavailable, 0, true},
+		{"keys: the fetch ran out of its own time", fmt.Errorf("%w: %w", errKeySource, timedOut), codes.Unavailable, ReasonKeysUnavailable, time.Second, true},
 		{"keys: anything else", fmt.Errorf("%w: %w", errKeySource, errors.New("bad secret key")), codes.Internal, ReasonInternal, 0, true},
 
-		{"machine token refused", fmt.Errorf("%w: %w", errMachineTokens, clerk.ErrInvalidToken), codes.Unauthenticated, ReasonRevoked, 0, true},
-		{"machine: Clerk unavailable", fmt.Errorf("%w: %w", errMachineTokens, unavailable), codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
-		{"machine: the request timed out", fmt.Errorf("%w: %w", errMachineTokens, timedOut), codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
-		{"machine: bare deadline", fmt.Errorf("%w: %w", errMachineTokens, context.DeadlineExceeded), codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
-		{"machine: anything else", fmt.Errorf("%w: %w", errMachineTokens, errors.New("decode")), codes.Internal, ReasonInternal, 0, true},
+		{"credential revoked", fmt.Errorf("%w: %w", errVerify, fmt.Errorf("clerk: verify: %w", clerk.ErrTokenRevoked)), codes.Unauthenticated, ReasonRevoked, 0, true},
+		{"credential expired", fmt.Errorf("%w: %w", errVerify, fmt.Errorf("clerk: verify: %w", clerk.ErrTokenExpired)), codes.Unauthenticated, ReasonExpired, 0, true},
+		{"credential refused (4xx)", fmt.Errorf("%w: %w", errVerify, fmt.Errorf("clerk: verify: status 404: %w", clerk.ErrInvalidToken)), codes.Unauthenticated, ReasonRejected, 0, true},
+		{"verify: Clerk unavailable", fmt.Errorf("%w: %w", errVerify, unavailable), codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
+		{"verify: the request timed out", fmt.Errorf("%w: %w", errVerify, timedOut), codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
+		{"verify: bare deadline", fmt.Errorf("%w: %w", errVerify, context.DeadlineExceeded), codes.Unavailable, ReasonClerkUnavailable, time.Second, true},
+		{"verify: the secret key refused", fmt.Errorf("%w: %w", errVerify, errors.New("clerk: verify API key: the secret key was refused: status 401")), codes.Internal, ReasonInternal, 0, true},
+		{"verify: anything else", fmt.Errorf("%w: %w", errVerify, errors.New("decode")), codes.Internal, ReasonInternal, 0, true},
 		{"Clerk: caller's deadline", fmt.Errorf("%w: %w", errClerkWait, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonClerkUnavailable, 0, true},
 		{"Clerk: caller canceled", fmt.Errorf("%w: %w", errClerkWait, context.Canceled), codes.Canceled, ReasonClerkUnavailable, 0, true},
 
@@ -53,6 +59,8 @@ func TestErrorOf(t *testing.T) {
 		{"provision: caller's deadline", fmt.Errorf("provision user user_a: %w: %w", provision.ErrClerkUnavailable, context.DeadlineExceeded), codes.DeadlineExceeded, ReasonClerkUnavailable, 0, true},
 		{"provision: caller canceled", fmt.Errorf("provision user user_a: %w: %w", provision.ErrClerkUnavailable, context.Canceled), codes.Canceled, ReasonClerkUnavailable, 0, true},
 		{"provision: store failure", fmt.Errorf("provision user user_a: look up: %w", context.DeadlineExceeded), codes.Internal, ReasonInternal, 0, true},
+		{"provision: database unavailable", fmt.Errorf("provision user user_a: look up: %w", driver.ErrBadConn), codes.Unavailable, ReasonStoreUnavailable, store.RetryAfter, true},
+		{"role: database unavailable", fmt.Errorf("look up the role of user_a in org_a: %w", &pq.Error{Code: "57P01"}), codes.Unavailable, ReasonStoreUnavailable, store.RetryAfter, true},
 
 		{"an unmarked context error", fmt.Errorf("look up: %w", context.DeadlineExceeded), codes.Internal, ReasonInternal, 0, true},
 		{"anything else", errors.New("connection refused"), codes.Internal, ReasonInternal, 0, true},
@@ -84,6 +92,7 @@ func TestErrorStatus(t *testing.T) {
 		{permissionDenied(ReasonMissingPermission), codes.PermissionDenied, "permission denied: missing_permission", false},
 		{invalidArgument(ReasonMissingTenant), codes.InvalidArgument, "invalid request: missing_tenant", false},
 		{&Error{Code: codes.Unavailable, Reason: ReasonClerkUnavailable, RetryAfter: time.Second}, codes.Unavailable, "authentication unavailable: clerk_unavailable", true},
+		{exhausted(ReasonRateLimited, 100*time.Millisecond, errors.New("caller 10.0.0.1")), codes.ResourceExhausted, "too many verifications: rate_limited", true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.wantMsg, func(t *testing.T) {

@@ -2,8 +2,11 @@ package auth
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
@@ -78,6 +81,67 @@ func FuzzVerifySession(f *testing.F) {
 		}
 		if len(token) > 20 && strings.Contains(err.Error(), token) {
 			t.Fatalf("error %q quotes the token", err)
+		}
+	})
+}
+
+// FuzzAuthenticate feeds any authorization value to the credential router,
+// through the real verifiers and Clerk client against the emulator: it
+// never panics; every refusal is one of the statuses a credential can earn
+// with a fixed message that never quotes it; and what is not shaped as a
+// credential Clerk issues — no bearer token, an opaque body of the wrong
+// alphabet or length, neither opaque nor a compact JWS — reaches Clerk not
+// at all. Anything else makes at most one request of each kind.
+func FuzzAuthenticate(f *testing.F) {
+	e := newEnv(f, envOptions{})
+	a := newTestAuthenticator(f, e, memberships)
+	f.Add("Bearer " + e.mint(f, clerkemu.Session{UserID: testUser}))
+	f.Add("Bearer " + e.mintMachine(f, clerkemu.Machine{}))
+	f.Add("Bearer " + e.mintMachine(f, clerkemu.Machine{JWT: true}))
+	f.Add("Bearer " + e.mintAPIKey(f, clerkemu.APIKey{Subject: testUser, Scopes: []string{PermProjectsRead}}))
+	f.Add("Bearer " + e.mintAPIKey(f, clerkemu.APIKey{Subject: orgAcme}))
+	f.Add("Bearer " + e.mintOAuth(f, clerkemu.OAuthToken{UserID: testUser}))
+	f.Add("Bearer " + e.mintOAuth(f, clerkemu.OAuthToken{UserID: testUser, JWT: true}))
+	for _, s := range []string{"", "Bearer", "bearer mt_", "Bearer ak_" + strings.Repeat("A", 300), "Bearer oat_!!!!!!!!!!!!!!!!!!!!",
+		"Bearer eyJhbGciOiJub25lIn0.e30.", "Bearer a.b.c", "Basic dXNlcjpwYXNz", "Bearer x_yyyyyyyyyyyyyyyyyyyyyy"} {
+		f.Add(s)
+	}
+	allowed := map[codes.Code]string{
+		codes.Unauthenticated:   "invalid token: ",
+		codes.PermissionDenied:  "permission denied: ",
+		codes.InvalidArgument:   "invalid request: ",
+		codes.ResourceExhausted: "too many verifications: ",
+	}
+	f.Fuzz(func(t *testing.T, value string) {
+		calls := func() [2]int64 { return [2]int64{e.emu.Verifies(), e.emu.JWKSFetches()} }
+		before := calls()
+		ctx, err := a.Authenticate(incoming("10.0.0.1", AuthorizationKey, value, TenantKey, orgAcme), listProjectsMethod)
+		after := calls()
+		if err == nil {
+			if p, ok := viewer.FromContext(ctx); !ok || p.Credential == 0 {
+				t.Fatalf("accepted %q without a principal", value)
+			}
+		} else {
+			var ae *Error
+			if !errors.As(err, &ae) {
+				t.Fatalf("error %v (%T) is not an *Error", err, err)
+			}
+			prefix, ok := allowed[ae.Code]
+			if !ok || err.Error() != prefix+ae.Reason {
+				t.Fatalf("%q: %v %q", value, ae.Code, err.Error())
+			}
+			if len(value) > 20 && strings.Contains(err.Error(), value) {
+				t.Fatalf("error %q quotes the value", err)
+			}
+		}
+		if after[0]-before[0] > 1 || after[1]-before[1] > 1 {
+			t.Fatalf("%q: %d verify requests and %d JWKS fetches", value, after[0]-before[0], after[1]-before[1])
+		}
+		token, berr := bearerToken([]string{value})
+		kind, opaque := opaqueKind(token)
+		shaped := berr == nil && (opaque && wellFormedOpaque(token, prefixOf(kind)) || !opaque && compactJWS(token))
+		if !shaped && after != before {
+			t.Fatalf("%q is no credential Clerk issues, yet reached Clerk: %v → %v", value, before, after)
 		}
 	})
 }

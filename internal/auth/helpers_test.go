@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/test/bufconn"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
@@ -62,12 +63,16 @@ type env struct {
 	keys     *clerk.KeySet
 	clock    *fakeClock
 	sessions *SessionVerifier
-	machines *MachineVerifier
+	jwts     *MachineJWTVerifier
+	opaque   *OpaqueVerifier
 }
 
 type envOptions struct {
 	session         SessionConfig // Keys, Issuer and Now are filled in
+	opaque          OpaqueConfig  // Clerk (unless set) and Now are filled in
+	audiences       []string      // GATEHOUSE_OAUTH_AUDIENCE
 	refetchInterval time.Duration
+	fetchTimeout    time.Duration
 }
 
 func newEnv(t testing.TB, opts envOptions) *env {
@@ -81,10 +86,10 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	client := clerk.New(clerk.Config{
 		APIURL:     srv.URL + "/v1",
 		SecretKey:  emu.SecretKey(),
-		HTTPClient: &http.Client{Timeout: 5 * time.Second},
+		HTTPClient: &http.Client{Timeout: 30 * time.Second},
 	})
 	clock := newFakeClock()
-	keys := client.NewKeySet(clerk.KeySetOptions{RefetchInterval: opts.refetchInterval, Now: clock.Now})
+	keys := client.NewKeySet(clerk.KeySetOptions{RefetchInterval: opts.refetchInterval, FetchTimeout: opts.fetchTimeout, Now: clock.Now})
 	cfg := opts.session
 	cfg.Keys, cfg.Now = keys, clock.Now
 	if cfg.Issuer == "" {
@@ -94,8 +99,17 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	machines := NewMachineVerifier(MachineConfig{Tokens: client, Now: clock.Now})
-	return &env{emu: emu, srv: srv, client: client, keys: keys, clock: clock, sessions: sessions, machines: machines}
+	jwts, err := NewMachineJWTVerifier(MachineJWTConfig{Keys: keys, Issuer: cfg.Issuer, OAuthAudiences: opts.audiences, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ocfg := opts.opaque
+	if ocfg.Clerk == nil {
+		ocfg.Clerk = client
+	}
+	ocfg.Now, ocfg.OAuthAudiences = clock.Now, opts.audiences
+	return &env{emu: emu, srv: srv, client: client, keys: keys, clock: clock, sessions: sessions, jwts: jwts,
+		opaque: NewOpaqueVerifier(ocfg)}
 }
 
 func (e *env) mint(t testing.TB, s clerkemu.Session) string {
@@ -114,6 +128,32 @@ func (e *env) mintMachine(t testing.TB, m clerkemu.Machine) string {
 		t.Fatal(err)
 	}
 	return tok
+}
+
+func (e *env) mintAPIKey(t testing.TB, k clerkemu.APIKey) string {
+	t.Helper()
+	tok, err := e.emu.MintAPIKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (e *env) mintOAuth(t testing.TB, o clerkemu.OAuthToken) string {
+	t.Helper()
+	tok, err := e.emu.MintOAuthToken(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// fakeRoles is a RoleSource: the memberships the webhooks would have
+// mirrored, as "org_…/user_…" → role.
+type fakeRoles map[string]string
+
+func (f fakeRoles) MembershipRole(_ context.Context, orgID, userID string) (string, error) {
+	return f[orgID+"/"+userID], nil
 }
 
 // fakeProvisioner records the users it is asked about.
@@ -160,8 +200,19 @@ func (f *fakeService) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*
 			OrganizationId:   p.OrgID,
 			OrganizationRole: p.OrgRole,
 			Permissions:      p.Permissions,
+			Credential:       p.Credential.String(),
 		},
 	}, nil
+}
+
+func (f *fakeService) GetUser(ctx context.Context, _ *gatehousev1.GetUserRequest) (*gatehousev1.GetUserResponse, error) {
+	f.seen(ctx)
+	return &gatehousev1.GetUserResponse{}, nil
+}
+
+func (f *fakeService) GetProject(ctx context.Context, _ *gatehousev1.GetProjectRequest) (*gatehousev1.GetProjectResponse, error) {
+	f.seen(ctx)
+	return &gatehousev1.GetProjectResponse{}, nil
 }
 
 func (f *fakeService) ListUsers(ctx context.Context, _ *gatehousev1.ListUsersRequest) (*gatehousev1.ListUsersResponse, error) {
@@ -197,7 +248,13 @@ type testServer struct {
 	health   healthpb.HealthClient
 }
 
-func startServer(t *testing.T, e *env, machines bool) *testServer {
+type serverOptions struct {
+	noBackend bool       // no Backend API: opaque credentials refused
+	roles     RoleSource // memberships
+	rules     *Rules     // instead of the Gatehouse services' rules
+}
+
+func startServer(t *testing.T, e *env, opts serverOptions) *testServer {
 	t.Helper()
 	rules, err := LoadRules(
 		gatehousev1.File_gatehouse_v1_user_proto.Services().Get(0),
@@ -206,9 +263,13 @@ func startServer(t *testing.T, e *env, machines bool) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Sessions: e.sessions, Rules: rules, Provisioner: &fakeProvisioner{}, Registerer: prometheus.NewRegistry()}
-	if machines {
-		cfg.Machines = e.machines
+	if opts.rules != nil {
+		rules = *opts.rules
+	}
+	cfg := Config{Sessions: e.sessions, MachineJWTs: e.jwts, Opaque: e.opaque, Rules: rules, Provisioner: &fakeProvisioner{},
+		Roles: opts.roles, Registerer: prometheus.NewRegistry()}
+	if opts.noBackend {
+		cfg.Opaque = nil
 	}
 	a, err := New(cfg)
 	if err != nil {
@@ -242,6 +303,44 @@ func startServer(t *testing.T, e *env, machines bool) *testServer {
 		projects: gatehousev1.NewProjectServiceClient(conn),
 		health:   healthpb.NewHealthClient(conn),
 	}
+}
+
+// newTestAuthenticator is the Authenticator of e's verifiers and the
+// Gatehouse services' rules, with a provisioner that lets every user in
+// and the memberships roles, for benchmarks and fuzzing.
+func newTestAuthenticator(tb testing.TB, e *env, roles RoleSource) *Authenticator {
+	tb.Helper()
+	rules, err := LoadRules(
+		gatehousev1.File_gatehouse_v1_user_proto.Services().Get(0),
+		gatehousev1.File_gatehouse_v1_project_proto.Services().Get(0),
+	)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := New(Config{Sessions: e.sessions, MachineJWTs: e.jwts, Opaque: e.opaque, Rules: rules,
+		Provisioner: nopProvisioner{}, Roles: roles, Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
+
+// nopProvisioner lets every user in, as a provisioner that has seen them
+// does.
+type nopProvisioner struct{}
+
+func (nopProvisioner) EnsureUser(context.Context, *viewer.Principal) error { return nil }
+
+// incoming returns the context of a call arriving from address addr with
+// the metadata pairs kv, for calling Authenticate directly.
+func incoming(addr string, kv ...string) context.Context {
+	return incomingFrom(context.Background(), addr, kv...)
+}
+
+// incomingFrom is incoming, ending when ctx does.
+func incomingFrom(ctx context.Context, addr string, kv ...string) context.Context {
+	ctx = metadata.NewIncomingContext(ctx, metadata.Pairs(kv...))
+	return peer.NewContext(ctx, &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(addr), Port: 40000}})
 }
 
 // outgoing returns a context sending the given metadata pairs.

@@ -19,7 +19,8 @@ const (
 	// AuthorizationKey carries "Bearer <token>"; the scheme is matched in
 	// any case.
 	AuthorizationKey = "authorization"
-	// TenantKey names the tenant a machine acts in.
+	// TenantKey names the tenant a machine acts in, or the organization a
+	// user's API key or OAuth token acts in. Sessions ignore it.
 	TenantKey = "x-gatehouse-tenant"
 )
 
@@ -31,15 +32,18 @@ const (
 // provision.ErrUnknownUser and provision.ErrBadSubject (UNAUTHENTICATED), and
 // provision.ErrClerkUnavailable: UNAVAILABLE with RetryInfo as a
 // *provision.UnavailableError, the caller's DEADLINE_EXCEEDED or CANCELED
-// when it wraps a context error. Any other error is INTERNAL.
+// when it wraps a context error. A database outage (store.IsUnavailable) is
+// UNAVAILABLE with RetryInfo; any other error is INTERNAL.
 type Provisioner interface {
 	EnsureUser(ctx context.Context, p *viewer.Principal) error
 }
 
 // RoleSource tells a user's role in an organization as the webhooks have
 // mirrored it ("" when there is no live membership). It stands in for the
-// role when a session token names an organization but carries no role.
-// *provision.Provisioner implements it. Any error is INTERNAL.
+// role when a session token names an organization but carries no role, and
+// decides whether a user's API key or OAuth token may act in an
+// organization, and with what. *provision.Provisioner implements it. A
+// database outage is UNAVAILABLE with RetryInfo; any other error is INTERNAL.
 type RoleSource interface {
 	MembershipRole(ctx context.Context, orgID, userID string) (string, error)
 }
@@ -53,14 +57,19 @@ var (
 type Config struct {
 	// Sessions verifies session tokens. Required.
 	Sessions *SessionVerifier
-	// Machines verifies machine tokens; nil (no Backend API secret key)
-	// refuses them with UNAUTHENTICATED.
-	Machines *MachineVerifier
+	// MachineJWTs verifies machine and OAuth tokens in JWT form. Required.
+	MachineJWTs *MachineJWTVerifier
+	// Opaque verifies opaque credentials (mt_, ak_, oat_) through the
+	// Backend API; nil (no secret key) refuses them with UNAUTHENTICATED.
+	Opaque *OpaqueVerifier
 	// Rules are the access rules of the served RPCs.
 	Rules Rules
-	// Provisioner, if set, is called for every authenticated user.
+	// Provisioner, if set, is called for every user a credential acts for.
 	Provisioner Provisioner
-	// Roles, if set, supplies the org role a session token lacks.
+	// Roles, if set, supplies the org role a session token lacks, and the
+	// membership a user's API key or OAuth token needs to act in an
+	// organization. Without it, they act only in the user's personal
+	// tenant.
 	Roles RoleSource
 	// Registerer, if set, receives gatehouse_auth_failures_total{reason}.
 	Registerer prometheus.Registerer
@@ -70,7 +79,8 @@ type Config struct {
 // concurrent use.
 type Authenticator struct {
 	sessions    *SessionVerifier
-	machines    *MachineVerifier
+	jwts        *MachineJWTVerifier
+	opaque      *OpaqueVerifier
 	rules       Rules
 	provisioner Provisioner
 	roles       RoleSource
@@ -78,10 +88,14 @@ type Authenticator struct {
 }
 
 // New returns an Authenticator for cfg. It fails if cfg has no
-// SessionVerifier or the metric cannot be registered.
+// SessionVerifier or MachineJWTVerifier, or the metric cannot be
+// registered.
 func New(cfg Config) (*Authenticator, error) {
 	if cfg.Sessions == nil {
 		return nil, errors.New("auth: no session verifier")
+	}
+	if cfg.MachineJWTs == nil {
+		return nil, errors.New("auth: no machine JWT verifier")
 	}
 	failures := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gatehouse_auth_failures_total",
@@ -93,7 +107,8 @@ func New(cfg Config) (*Authenticator, error) {
 	}
 	return &Authenticator{
 		sessions:    cfg.Sessions,
-		machines:    cfg.Machines,
+		jwts:        cfg.MachineJWTs,
+		opaque:      cfg.Opaque,
 		rules:       cfg.Rules,
 		provisioner: cfg.Provisioner,
 		roles:       cfg.Roles,
@@ -106,14 +121,27 @@ func New(cfg Config) (*Authenticator, error) {
 // public method). In order:
 //
 //  1. a public method passes, token or not;
-//  2. the token is verified: UNAUTHENTICATED (or UNAVAILABLE when Clerk
-//     cannot be reached) if it fails; users are then provisioned;
-//  3. a machine on a method without allow_machines: PERMISSION_DENIED;
-//     a machine without a well-formed x-gatehouse-tenant: INVALID_ARGUMENT;
-//     a tenant its token's "tenants" claim omits: PERMISSION_DENIED;
-//  4. a missing permission: PERMISSION_DENIED.
+//  2. the credential is routed to the one verifier of its kind — opaque
+//     ones by prefix (mt_, ak_, oat_), JWTs by header and claims — and a
+//     kind the method's rule does not list is PERMISSION_DENIED before any
+//     verification;
+//  3. the credential is verified: UNAUTHENTICATED if it fails (UNAVAILABLE
+//     when Clerk cannot be reached, RESOURCE_EXHAUSTED when the caller is
+//     over its budget of calls to Clerk); users are then provisioned;
+//  4. a method that requires a user, called by an organization's key:
+//     PERMISSION_DENIED;
+//  5. the tenant: a machine names it in x-gatehouse-tenant (missing or
+//     malformed: INVALID_ARGUMENT; not in its "tenants" claim:
+//     PERMISSION_DENIED); an organization's key acts in its organization;
+//     a user's key or OAuth token acts in the user's personal tenant, or in
+//     the organization the header names if the user is a member
+//     (otherwise PERMISSION_DENIED); sessions ignore the header;
+//  6. a missing permission: PERMISSION_DENIED.
 //
-// A Gatehouse method without a rule is PERMISSION_DENIED. Errors are *Error.
+// A Gatehouse method without a rule is PERMISSION_DENIED. Errors are
+// *Error; their cause (Unwrap), never shown to the caller, is what the
+// per-call log line records for INTERNAL, UNAVAILABLE and
+// RESOURCE_EXHAUSTED.
 func (a *Authenticator) Authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
 	p, err := a.authenticate(ctx, fullMethod)
 	if err != nil {
@@ -141,7 +169,11 @@ func (a *Authenticator) AuthFunc(ctx context.Context) (context.Context, error) {
 	return a.Authenticate(ctx, method)
 }
 
-// authenticate returns the principal, or nil for a public method.
+// authenticate returns the principal, or nil for a public method. It routes
+// the credential: by prefix for opaque ones; for JWTs, the session cache
+// first — a session seen before costs one map lookup, as it did before
+// there were other kinds — then the machine-JWT cache, and only then a
+// look at the header and claims.
 func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*viewer.Principal, *Error) {
 	rule, ok := a.rules.Lookup(fullMethod)
 	if !ok {
@@ -156,44 +188,96 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		return nil, err
 	}
 
-	var p *viewer.Principal
-	if strings.HasPrefix(token, MachineTokenPrefix) {
-		if a.machines == nil {
-			return nil, unauthenticated(ReasonMachinesDisabled, nil)
+	if kind, ok := opaqueKind(token); ok {
+		if !rule.Credentials.Has(kind) {
+			return nil, permissionDenied(ReasonCredentialNotAllowed)
 		}
-		g, err := a.machines.grant(ctx, token)
+		if a.opaque == nil {
+			return nil, unauthenticated(ReasonOpaqueDisabled, nil)
+		}
+		g, err := a.opaque.grant(ctx, kind, token, callerAddress(ctx))
 		if err != nil {
 			return nil, errorOf(err)
 		}
-		if !rule.AllowMachines {
-			return nil, permissionDenied(ReasonMachineNotAllowed)
-		}
-		tenant, terr := tenantHeader(md.Get(TenantKey))
-		if terr != nil {
-			return nil, terr
-		}
-		if p, err = g.principal(tenant); err != nil {
+		return a.granted(ctx, rule, md, g)
+	}
+	if p, ok := a.sessions.cached(token); ok {
+		return a.session(ctx, rule, p)
+	}
+	if g, ok := a.jwts.cached(token); ok {
+		return a.granted(ctx, rule, md, g)
+	}
+	kind, ok := jwtKind(token)
+	switch {
+	case !ok:
+		return nil, unauthenticated(ReasonMalformed, nil)
+	case !rule.Credentials.Has(kind):
+		return nil, permissionDenied(ReasonCredentialNotAllowed)
+	case kind == viewer.CredentialSession:
+		p, err := a.sessions.Verify(ctx, token)
+		if err != nil {
 			return nil, errorOf(err)
 		}
-	} else {
-		var err error
-		if p, err = a.sessions.Verify(ctx, token); err != nil {
+		return a.session(ctx, rule, p)
+	default:
+		g, err := a.jwts.verify(ctx, kind, token)
+		if err != nil {
 			return nil, errorOf(err)
 		}
-		if a.provisioner != nil {
-			if err := a.provisioner.EnsureUser(ctx, p); err != nil {
-				return nil, errorOf(err)
-			}
+		return a.granted(ctx, rule, md, g)
+	}
+}
+
+// session authorizes a verified session's principal p.
+func (a *Authenticator) session(ctx context.Context, rule Rule, p *viewer.Principal) (*viewer.Principal, *Error) {
+	if !rule.Credentials.Has(viewer.CredentialSession) {
+		return nil, permissionDenied(ReasonCredentialNotAllowed)
+	}
+	if a.provisioner != nil {
+		if err := a.provisioner.EnsureUser(ctx, p); err != nil {
+			return nil, errorOf(err)
 		}
-		if p.OrgID != "" && p.OrgRole == "" && a.roles != nil {
-			role, err := a.roles.MembershipRole(ctx, p.OrgID, p.Subject)
-			if err != nil {
-				return nil, errorOf(err)
-			}
-			if role != "" {
-				p = a.sessions.withRole(p, role)
-			}
+	}
+	if p.OrgID != "" && p.OrgRole == "" && a.roles != nil {
+		role, err := a.roles.MembershipRole(ctx, p.OrgID, p.Subject)
+		if err != nil {
+			return nil, errorOf(err)
 		}
+		if role != "" {
+			p = a.sessions.withRole(p, role)
+		}
+	}
+	if !p.HasAll(rule.Permissions) {
+		return nil, permissionDenied(ReasonMissingPermission)
+	}
+	return p, nil
+}
+
+// granted authorizes a verified credential other than a session, g, for
+// this call: its kind, the user the rule may require, the tenant the call
+// names, the permissions.
+func (a *Authenticator) granted(ctx context.Context, rule Rule, md metadata.MD, g *grant) (*viewer.Principal, *Error) {
+	if !rule.Credentials.Has(g.kind) {
+		return nil, permissionDenied(ReasonCredentialNotAllowed)
+	}
+	if rule.RequireUser && !g.forUser() {
+		return nil, permissionDenied(ReasonUserRequired)
+	}
+	tenant, err := tenantHeader(md.Get(TenantKey))
+	if err != nil {
+		return nil, err
+	}
+	var p *viewer.Principal
+	switch {
+	case g.kind == viewer.CredentialM2M:
+		p, err = machinePrincipal(g, tenant)
+	case viewer.ValidOrgID(g.subject):
+		p, err = a.organizationPrincipal(g, tenant)
+	default:
+		p, err = a.userPrincipal(ctx, g, tenant)
+	}
+	if err != nil {
+		return nil, err
 	}
 	if !p.HasAll(rule.Permissions) {
 		return nil, permissionDenied(ReasonMissingPermission)
@@ -236,13 +320,18 @@ func isSpaceOrControl(r rune) bool {
 	return r <= ' ' || r == 0x7f
 }
 
-// tenantHeader reads x-gatehouse-tenant: one value, or none.
+// tenantHeader reads x-gatehouse-tenant: one value, or none (""). A value
+// present must have the shape of a tenant id.
 func tenantHeader(values []string) (string, *Error) {
 	switch len(values) {
 	case 0:
-		return "", nil // principal reports missing_tenant
+		return "", nil
 	case 1:
-		return strings.TrimSpace(values[0]), nil
+		t := strings.TrimSpace(values[0])
+		if t != "" && !viewer.ValidTenantID(t) {
+			return "", invalidArgument(ReasonBadTenant)
+		}
+		return t, nil
 	default:
 		return "", invalidArgument(ReasonBadTenant)
 	}

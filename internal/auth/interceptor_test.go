@@ -36,7 +36,7 @@ func wantStatus(t *testing.T, err error, code codes.Code, msg, token string) {
 
 func TestInterceptorRejectsBadTokens(t *testing.T) {
 	e := newEnv(t, envOptions{session: SessionConfig{AuthorizedParties: []string{"http://localhost:3000"}}})
-	s := startServer(t, e, true)
+	s := startServer(t, e, serverOptions{})
 	now := e.clock.Now()
 	tests := []struct {
 		name   string
@@ -121,7 +121,7 @@ func mintMD(e *env, s clerkemu.Session) func(*testing.T) (string, []string) {
 
 func TestInterceptorSessions(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	s := startServer(t, e, true)
+	s := startServer(t, e, serverOptions{})
 	member := e.mint(t, clerkemu.Session{UserID: testUser, OrgID: "org_acme", OrgRole: "org:member"})
 	admin := e.mint(t, clerkemu.Session{UserID: testUser, OrgID: "org_acme", OrgRole: "org:admin"})
 	personal := e.mint(t, clerkemu.Session{UserID: testUser})
@@ -150,7 +150,7 @@ func TestInterceptorSessions(t *testing.T) {
 		}
 		want := &gatehousev1.Session{
 			TenantId: "org_acme", OrganizationId: "org_acme", OrganizationRole: "org:member",
-			Permissions: []string{PermProjectsCreate, PermProjectsRead},
+			Permissions: []string{PermProjectsCreate, PermProjectsRead}, Credential: "session",
 		}
 		if diff := cmp.Diff(want.String(), resp.GetSession().String()); diff != "" {
 			t.Errorf("session (-want +got):\n%s", diff)
@@ -231,7 +231,7 @@ func TestInterceptorSessions(t *testing.T) {
 
 func TestInterceptorMachines(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	s := startServer(t, e, true)
+	s := startServer(t, e, serverOptions{})
 	ctx := func(t *testing.T, token, tenant string) context.Context {
 		t.Helper()
 		kv := bearer(token)
@@ -250,6 +250,13 @@ func TestInterceptorMachines(t *testing.T) {
 	revoked := e.mintMachine(t, clerkemu.Machine{ID: "mch_revoked", TTL: time.Hour})
 	e.emu.RevokeMachineToken(revoked)
 	expired := e.mintMachine(t, clerkemu.Machine{ID: "mch_expired", TTL: -time.Minute})
+	openJWT := e.mintMachine(t, clerkemu.Machine{ID: "mch_open", JWT: true})
+	scopedJWT := e.mintMachine(t, clerkemu.Machine{ID: "mch_scoped", JWT: true, Claims: map[string]any{"tenants": []string{"org_acme"}}})
+	expiredJWT := e.mintMachine(t, clerkemu.Machine{ID: "mch_old", JWT: true, TTL: -time.Minute})
+	noExpJWT := e.mintMachine(t, clerkemu.Machine{JWT: true, Forge: clerkemu.Forge{OmitExp: true}})
+	sessionCatJWT := e.mintMachine(t, clerkemu.Machine{JWT: true, Forge: clerkemu.Forge{Category: clerkemu.CategorySession}})
+	otherIssuerJWT := e.mintMachine(t, clerkemu.Machine{JWT: true, Forge: clerkemu.Forge{Issuer: "https://clerk.other.test"}})
+	forgedJWT := e.mintMachine(t, clerkemu.Machine{JWT: true, Forge: clerkemu.Forge{SigningKey: otherKey()}})
 
 	tests := []struct {
 		name   string
@@ -264,18 +271,37 @@ func TestInterceptorMachines(t *testing.T) {
 		{"write method", open, "org_acme", func(ctx context.Context) error {
 			_, err := s.projects.CreateProject(ctx, &gatehousev1.CreateProjectRequest{Name: "x"})
 			return err
-		}, codes.PermissionDenied, ReasonMachineNotAllowed},
+		}, codes.PermissionDenied, ReasonCredentialNotAllowed},
 		{"user-only method", open, "org_acme", func(ctx context.Context) error {
 			_, err := s.users.GetMe(ctx, &gatehousev1.GetMeRequest{})
 			return err
-		}, codes.PermissionDenied, ReasonMachineNotAllowed},
+		}, codes.PermissionDenied, ReasonCredentialNotAllowed},
 		{"missing tenant", open, "", listProjects, codes.InvalidArgument, ReasonMissingTenant},
 		{"malformed tenant", open, "org_acme' OR 1=1", listProjects, codes.InvalidArgument, ReasonBadTenant},
 		{"tenant in the claim", scoped, "org_acme", listProjects, codes.OK, ""},
 		{"tenant not in the claim", scoped, "org_other", listProjects, codes.PermissionDenied, ReasonTenantNotAllowed},
 		{"revoked", revoked, "org_acme", listProjects, codes.Unauthenticated, ReasonRevoked},
-		{"expired", expired, "org_acme", listProjects, codes.Unauthenticated, ReasonRevoked},
-		{"unknown", "mt_0123456789abcdef0123456789abcdef", "org_acme", listProjects, codes.Unauthenticated, ReasonRevoked},
+		{"expired", expired, "org_acme", listProjects, codes.Unauthenticated, ReasonExpired},
+		{"unknown", "mt_0123456789abcdef0123456789abcdef", "org_acme", listProjects, codes.Unauthenticated, ReasonRejected},
+		{"too short", "mt_0123456789", "org_acme", listProjects, codes.Unauthenticated, ReasonMalformed},
+		{"not base64-like", "mt_0123456789abcdef0123456789abcde!", "org_acme", listProjects, codes.Unauthenticated, ReasonMalformed},
+		{"JWT: read in a named tenant", openJWT, "org_acme", listProjects, codes.OK, ""},
+		{"JWT: tenant in the claim", scopedJWT, "org_acme", listProjects, codes.OK, ""},
+		{"JWT: tenant not in the claim", scopedJWT, "org_other", listProjects, codes.PermissionDenied, ReasonTenantNotAllowed},
+		{"JWT: missing tenant", openJWT, "", listProjects, codes.InvalidArgument, ReasonMissingTenant},
+		{"JWT: write method", openJWT, "org_acme", func(ctx context.Context) error {
+			_, err := s.projects.CreateProject(ctx, &gatehousev1.CreateProjectRequest{Name: "x"})
+			return err
+		}, codes.PermissionDenied, ReasonCredentialNotAllowed},
+		{"JWT: user-only method", openJWT, "org_acme", func(ctx context.Context) error {
+			_, err := s.users.GetMe(ctx, &gatehousev1.GetMeRequest{})
+			return err
+		}, codes.PermissionDenied, ReasonCredentialNotAllowed},
+		{"JWT: expired", expiredJWT, "org_acme", listProjects, codes.Unauthenticated, ReasonExpired},
+		{"JWT: no exp", noExpJWT, "org_acme", listProjects, codes.Unauthenticated, ReasonNoExpiry},
+		{"JWT: session category", sessionCatJWT, "org_acme", listProjects, codes.Unauthenticated, ReasonWrongCategory},
+		{"JWT: wrong issuer", otherIssuerJWT, "org_acme", listProjects, codes.Unauthenticated, ReasonWrongIssuer},
+		{"JWT: forged signature", forgedJWT, "org_acme", listProjects, codes.Unauthenticated, ReasonBadSignature},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -285,7 +311,8 @@ func TestInterceptorMachines(t *testing.T) {
 					t.Fatalf("call: %v", err)
 				}
 				p := s.svc.last.Load()
-				if p.Kind != viewer.KindMachine || p.TenantID != tt.tenant || !p.HasAll([]string{PermProjectsRead}) || len(p.Permissions) != 1 {
+				if p.Kind != viewer.KindMachine || p.Credential != viewer.CredentialM2M || p.TenantID != tt.tenant ||
+					!p.HasAll([]string{PermProjectsRead}) || len(p.Permissions) != 1 {
 					t.Errorf("principal = %+v, want a machine in %s holding only %s", p, tt.tenant, PermProjectsRead)
 				}
 				return
@@ -347,25 +374,40 @@ func TestInterceptorMachines(t *testing.T) {
 		dead := newEnv(t, envOptions{}) // a verifier whose Clerk has gone away
 		dead.srv.Close()
 		md := metadata.Pairs(AuthorizationKey, "Bearer "+token, TenantKey, "org_acme")
-		_, err := startServer(t, dead, true).auth.Authenticate(metadata.NewIncomingContext(context.Background(), md), "/gatehouse.v1.ProjectService/ListProjects")
+		_, err := startServer(t, dead, serverOptions{}).auth.Authenticate(metadata.NewIncomingContext(context.Background(), md), "/gatehouse.v1.ProjectService/ListProjects")
 		wantAuthError(t, err, codes.Unavailable, ReasonClerkUnavailable, token)
 	})
 }
 
-func TestInterceptorWithoutMachineVerifier(t *testing.T) {
+// TestInterceptorWithoutBackendAPI: with only CLERK_JWT_KEY, opaque
+// credentials are refused without a request; JWT forms still verify.
+func TestInterceptorWithoutBackendAPI(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	s := startServer(t, e, false)
-	token := e.mintMachine(t, clerkemu.Machine{TTL: time.Hour})
-	_, err := s.projects.ListProjects(outgoing(t, append(bearer(token), TenantKey, "org_acme")...), &gatehousev1.ListProjectsRequest{})
-	wantStatus(t, err, codes.Unauthenticated, "invalid token: machine_tokens_disabled", token)
-	if got := e.emu.MachineVerifies(); got != 0 {
+	s := startServer(t, e, serverOptions{noBackend: true})
+	for _, token := range []string{
+		e.mintMachine(t, clerkemu.Machine{TTL: time.Hour}),
+		e.mintAPIKey(t, clerkemu.APIKey{Subject: testUser}),
+		e.mintOAuth(t, clerkemu.OAuthToken{UserID: testUser}),
+	} {
+		_, err := s.projects.ListProjects(outgoing(t, append(bearer(token), TenantKey, "org_acme")...), &gatehousev1.ListProjectsRequest{})
+		wantStatus(t, err, codes.Unauthenticated, "invalid token: opaque_tokens_disabled", token)
+	}
+	if got := e.emu.Verifies(); got != 0 {
 		t.Errorf("verify requests = %d, want 0", got)
+	}
+	for _, token := range []string{
+		e.mintMachine(t, clerkemu.Machine{JWT: true}),
+		e.mintOAuth(t, clerkemu.OAuthToken{UserID: testUser, JWT: true}),
+	} {
+		if _, err := s.projects.ListProjects(outgoing(t, append(bearer(token), TenantKey, "org_acme")...), &gatehousev1.ListProjectsRequest{}); status.Code(err) == codes.Unauthenticated {
+			t.Errorf("a JWT without a Backend API: %v", err)
+		}
 	}
 }
 
 func TestAuthenticateUnknownMethod(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	s := startServer(t, e, true)
+	s := startServer(t, e, serverOptions{})
 	token := e.mint(t, clerkemu.Session{UserID: testUser})
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(AuthorizationKey, "Bearer "+token))
 	tests := []struct {
@@ -407,7 +449,7 @@ func (m methodStream) Method() string { return m.method }
 
 func TestStreamServerInterceptor(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	s := startServer(t, e, true)
+	s := startServer(t, e, serverOptions{})
 	intercept := grpcauth.StreamServerInterceptor(s.auth.AuthFunc)
 	const method = "/gatehouse.v1.UserService/GetMe"
 	info := &grpc.StreamServerInfo{FullMethod: method}

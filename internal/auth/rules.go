@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 // Rule is the (gatehouse.v1.access) option of one RPC.
@@ -18,8 +19,51 @@ type Rule struct {
 	Public bool
 	// Permissions must all be held in the caller's tenant.
 	Permissions []string
-	// AllowMachines lets machine tokens call the RPC.
-	AllowMachines bool
+	// Credentials are the kinds of credential that may call the RPC: those
+	// the rule lists, sessions only when it lists none, and machine tokens
+	// too with allow_machines.
+	Credentials CredentialSet
+	// RequireUser refuses callers that do not act for a user: an
+	// organization's API key, a machine.
+	RequireUser bool
+}
+
+// CredentialSet is a set of credential kinds.
+type CredentialSet uint8
+
+// Credentials returns the set of kinds.
+func Credentials(kinds ...viewer.Credential) CredentialSet {
+	var s CredentialSet
+	for _, k := range kinds {
+		s |= 1 << k
+	}
+	return s
+}
+
+// Has reports whether kind is in s.
+func (s CredentialSet) Has(kind viewer.Credential) bool { return s&(1<<kind) != 0 }
+
+// String lists the kinds, e.g. "session,api_key".
+func (s CredentialSet) String() string {
+	var names []string
+	for _, k := range allCredentials {
+		if s.Has(k) {
+			names = append(names, k.String())
+		}
+	}
+	return strings.Join(names, ",")
+}
+
+var allCredentials = []viewer.Credential{
+	viewer.CredentialSession, viewer.CredentialM2M, viewer.CredentialAPIKey, viewer.CredentialOAuth,
+}
+
+// credentialOf maps the proto's kinds to viewer's.
+var credentialOf = map[gatehousev1.CredentialKind]viewer.Credential{
+	gatehousev1.CredentialKind_CREDENTIAL_KIND_SESSION: viewer.CredentialSession,
+	gatehousev1.CredentialKind_CREDENTIAL_KIND_M2M:     viewer.CredentialM2M,
+	gatehousev1.CredentialKind_CREDENTIAL_KIND_API_KEY: viewer.CredentialAPIKey,
+	gatehousev1.CredentialKind_CREDENTIAL_KIND_OAUTH:   viewer.CredentialOAuth,
 }
 
 // Rules maps full method names ("/gatehouse.v1.ProjectService/CreateProject")
@@ -40,8 +84,10 @@ var publicServices = []string{
 // LoadRules reads the access rule of every method of services. Every method
 // must carry a (gatehouse.v1.access) option, except those of the health and
 // reflection services, which are public; the error lists every method that
-// lacks one (or whose rule contradicts itself), so that a server missing a
-// rule refuses to start rather than serve the method unguarded.
+// lacks one (or whose rule contradicts itself: public with permissions or
+// credentials, an empty permission, an unspecified credential kind), so
+// that a server missing a rule refuses to start rather than serve the
+// method unguarded.
 func LoadRules(services ...protoreflect.ServiceDescriptor) (Rules, error) {
 	rules := Rules{byMethod: make(map[string]Rule)}
 	var problems []string
@@ -50,18 +96,15 @@ func LoadRules(services ...protoreflect.ServiceDescriptor) (Rules, error) {
 		for i := range methods.Len() {
 			md := methods.Get(i)
 			name := fullMethod(md)
-			rule, ok := ruleOf(md)
+			rule, problem, ok := ruleOf(md)
 			switch {
 			case !ok && isPublicService(name):
 				rule = Rule{Public: true}
 			case !ok:
-				problems = append(problems, fmt.Sprintf("%s: no (gatehouse.v1.access) option", md.FullName()))
-				continue
-			case rule.Public && len(rule.Permissions) > 0:
-				problems = append(problems, fmt.Sprintf("%s: public with permissions", md.FullName()))
-				continue
-			case slices.Contains(rule.Permissions, ""):
-				problems = append(problems, fmt.Sprintf("%s: empty permission", md.FullName()))
+				problem = "no (gatehouse.v1.access) option"
+			}
+			if problem != "" {
+				problems = append(problems, fmt.Sprintf("%s: %s", md.FullName(), problem))
 				continue
 			}
 			rules.byMethod[name] = rule
@@ -86,20 +129,44 @@ func (r Rules) Lookup(fullMethod string) (Rule, bool) {
 	return Rule{}, false
 }
 
-func ruleOf(md protoreflect.MethodDescriptor) (Rule, bool) {
+// ruleOf reads md's option: ok is false when it has none, and problem says
+// what makes a rule contradict itself.
+func ruleOf(md protoreflect.MethodDescriptor) (rule Rule, problem string, ok bool) {
 	opts := md.Options()
 	if opts == nil || !proto.HasExtension(opts, gatehousev1.E_Access) {
-		return Rule{}, false
+		return Rule{}, "", false
 	}
 	ar, ok := proto.GetExtension(opts, gatehousev1.E_Access).(*gatehousev1.AccessRule)
 	if !ok || ar == nil {
-		return Rule{}, false
+		return Rule{}, "", false
 	}
-	return Rule{
-		Public:        ar.GetPublic(),
-		Permissions:   slices.Clone(ar.GetPermissions()),
-		AllowMachines: ar.GetAllowMachines() || slices.Contains(ar.GetCredentials(), gatehousev1.CredentialKind_CREDENTIAL_KIND_M2M),
-	}, true
+	rule = Rule{
+		Public:      ar.GetPublic(),
+		Permissions: slices.Clone(ar.GetPermissions()),
+		RequireUser: ar.GetRequireUser(),
+	}
+	for _, k := range ar.GetCredentials() {
+		c, known := credentialOf[k]
+		if !known {
+			return Rule{}, fmt.Sprintf("credential kind %v", k), true
+		}
+		rule.Credentials |= Credentials(c)
+	}
+	if rule.Credentials == 0 {
+		rule.Credentials = Credentials(viewer.CredentialSession)
+	}
+	if ar.GetAllowMachines() {
+		rule.Credentials |= Credentials(viewer.CredentialM2M)
+	}
+	switch {
+	case rule.Public && (len(rule.Permissions) > 0 || len(ar.GetCredentials()) > 0 || ar.GetAllowMachines() || rule.RequireUser):
+		return Rule{}, "public with permissions or credentials", true
+	case rule.Public:
+		rule.Credentials = 0
+	case slices.Contains(rule.Permissions, ""):
+		return Rule{}, "empty permission", true
+	}
+	return rule, "", true
 }
 
 func fullMethod(md protoreflect.MethodDescriptor) string {

@@ -14,6 +14,7 @@ import (
 	_ "google.golang.org/protobuf/types/known/emptypb" // google/protobuf/empty.proto for testService
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 func TestLoadRulesGatehouse(t *testing.T) {
@@ -26,15 +27,20 @@ func TestLoadRulesGatehouse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// DESIGN's "Which RPC takes which": sessions everywhere; m2m only on
+	// the four reads; API keys and OAuth tokens everywhere, GetMe needing a
+	// user.
+	users := Credentials(viewer.CredentialSession, viewer.CredentialAPIKey, viewer.CredentialOAuth)
+	all := users | Credentials(viewer.CredentialM2M)
 	want := map[string]Rule{
-		"/gatehouse.v1.UserService/GetMe":            {},
-		"/gatehouse.v1.UserService/GetUser":          {AllowMachines: true},
-		"/gatehouse.v1.UserService/ListUsers":        {AllowMachines: true},
-		"/gatehouse.v1.ProjectService/CreateProject": {Permissions: []string{PermProjectsCreate}},
-		"/gatehouse.v1.ProjectService/GetProject":    {Permissions: []string{PermProjectsRead}, AllowMachines: true},
-		"/gatehouse.v1.ProjectService/ListProjects":  {Permissions: []string{PermProjectsRead}, AllowMachines: true},
-		"/gatehouse.v1.ProjectService/UpdateProject": {Permissions: []string{PermProjectsUpdate}},
-		"/gatehouse.v1.ProjectService/DeleteProject": {Permissions: []string{PermProjectsDelete}},
+		"/gatehouse.v1.UserService/GetMe":            {Credentials: users, RequireUser: true},
+		"/gatehouse.v1.UserService/GetUser":          {Credentials: all},
+		"/gatehouse.v1.UserService/ListUsers":        {Credentials: all},
+		"/gatehouse.v1.ProjectService/CreateProject": {Permissions: []string{PermProjectsCreate}, Credentials: users},
+		"/gatehouse.v1.ProjectService/GetProject":    {Permissions: []string{PermProjectsRead}, Credentials: all},
+		"/gatehouse.v1.ProjectService/ListProjects":  {Permissions: []string{PermProjectsRead}, Credentials: all},
+		"/gatehouse.v1.ProjectService/UpdateProject": {Permissions: []string{PermProjectsUpdate}, Credentials: users},
+		"/gatehouse.v1.ProjectService/DeleteProject": {Permissions: []string{PermProjectsDelete}, Credentials: users},
 		"/grpc.health.v1.Health/Check":               {Public: true},
 		"/grpc.health.v1.Health/List":                {Public: true},
 		"/grpc.health.v1.Health/Watch":               {Public: true},
@@ -58,7 +64,7 @@ func TestLoadRulesGatehouse(t *testing.T) {
 func testService(t *testing.T, rules map[string]*gatehousev1.AccessRule) protoreflect.ServiceDescriptor {
 	t.Helper()
 	svc := &descriptorpb.ServiceDescriptorProto{Name: proto.String("Acme")}
-	for _, name := range []string{"Open", "Guarded", "Contradiction", "Forgotten"} {
+	for _, name := range []string{"Open", "Guarded", "Contradiction", "Forgotten", "Machines", "Unspecified", "PublicKinds"} {
 		m := &descriptorpb.MethodDescriptorProto{
 			Name:       proto.String(name),
 			InputType:  proto.String(".google.protobuf.Empty"),
@@ -87,6 +93,9 @@ func TestLoadRulesDeniesByDefault(t *testing.T) {
 	sd := testService(t, map[string]*gatehousev1.AccessRule{
 		"Guarded":       {Permissions: []string{PermProjectsRead}},
 		"Contradiction": {Public: true, Permissions: []string{PermProjectsRead}},
+		"Machines":      {AllowMachines: true},
+		"Unspecified":   {Credentials: []gatehousev1.CredentialKind{gatehousev1.CredentialKind_CREDENTIAL_KIND_UNSPECIFIED}},
+		"PublicKinds":   {Public: true, Credentials: []gatehousev1.CredentialKind{gatehousev1.CredentialKind_CREDENTIAL_KIND_API_KEY}},
 	})
 	_, err := LoadRules(sd)
 	if err == nil {
@@ -95,14 +104,18 @@ func TestLoadRulesDeniesByDefault(t *testing.T) {
 	for _, want := range []string{
 		"acme.v1.Acme.Open: no (gatehouse.v1.access) option",
 		"acme.v1.Acme.Forgotten: no (gatehouse.v1.access) option",
-		"acme.v1.Acme.Contradiction: public with permissions",
+		"acme.v1.Acme.Contradiction: public with permissions or credentials",
+		"acme.v1.Acme.Unspecified: credential kind CREDENTIAL_KIND_UNSPECIFIED",
+		"acme.v1.Acme.PublicKinds: public with permissions or credentials",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not list %q", err, want)
 		}
 	}
-	if strings.Contains(err.Error(), "Guarded") {
-		t.Errorf("error %q lists a method that has a rule", err)
+	for _, good := range []string{"Guarded", "Machines"} {
+		if strings.Contains(err.Error(), good) {
+			t.Errorf("error %q lists %s, whose rule is good", err, good)
+		}
 	}
 }
 
@@ -110,9 +123,14 @@ func TestRulesLookup(t *testing.T) {
 	sd := testService(t, map[string]*gatehousev1.AccessRule{
 		"Open":          {Public: true},
 		"Guarded":       {Permissions: []string{PermProjectsRead}},
-		"Contradiction": {AllowMachines: true},
+		"Contradiction": {AllowMachines: true, RequireUser: true},
 		"Forgotten":     {},
+		"Machines": {AllowMachines: true, Credentials: []gatehousev1.CredentialKind{
+			gatehousev1.CredentialKind_CREDENTIAL_KIND_OAUTH, gatehousev1.CredentialKind_CREDENTIAL_KIND_M2M}},
+		"Unspecified": {Credentials: []gatehousev1.CredentialKind{gatehousev1.CredentialKind_CREDENTIAL_KIND_API_KEY}},
+		"PublicKinds": {Public: true},
 	})
+	sessions := Credentials(viewer.CredentialSession)
 	rules, err := LoadRules(sd)
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +141,11 @@ func TestRulesLookup(t *testing.T) {
 		found  bool
 	}{
 		{"/acme.v1.Acme/Open", Rule{Public: true}, true},
-		{"/acme.v1.Acme/Guarded", Rule{Permissions: []string{PermProjectsRead}}, true},
+		{"/acme.v1.Acme/Guarded", Rule{Permissions: []string{PermProjectsRead}, Credentials: sessions}, true},
+		{"/acme.v1.Acme/Forgotten", Rule{Credentials: sessions}, true},
+		{"/acme.v1.Acme/Contradiction", Rule{Credentials: sessions | Credentials(viewer.CredentialM2M), RequireUser: true}, true},
+		{"/acme.v1.Acme/Machines", Rule{Credentials: Credentials(viewer.CredentialM2M, viewer.CredentialOAuth)}, true},
+		{"/acme.v1.Acme/Unspecified", Rule{Credentials: Credentials(viewer.CredentialAPIKey)}, true},
 		{"/acme.v1.Acme/Missing", Rule{}, false},
 		{"/gatehouse.v1.ProjectService/CreateProject", Rule{}, false}, // not loaded here
 		{"/grpc.health.v1.Health/Check", Rule{Public: true}, true},
@@ -144,5 +166,21 @@ func TestRulesLookup(t *testing.T) {
 	var zero Rules
 	if _, found := zero.Lookup("/gatehouse.v1.UserService/GetMe"); found {
 		t.Errorf("the zero Rules allowed a Gatehouse method")
+	}
+}
+
+func TestCredentialSet(t *testing.T) {
+	s := Credentials(viewer.CredentialSession, viewer.CredentialOAuth)
+	got := map[viewer.Credential]bool{}
+	for _, k := range allCredentials {
+		got[k] = s.Has(k)
+	}
+	want := map[viewer.Credential]bool{viewer.CredentialSession: true, viewer.CredentialM2M: false,
+		viewer.CredentialAPIKey: false, viewer.CredentialOAuth: true}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Has (-want +got):\n%s", diff)
+	}
+	if s.String() != "session,oauth" || CredentialSet(0).Has(0) {
+		t.Errorf("String = %q", s.String())
 	}
 }

@@ -59,7 +59,8 @@ func DefaultPersonalPermissions() []string {
 	return []string{PermProjectsCreate, PermProjectsDelete, PermProjectsRead, PermProjectsUpdate}
 }
 
-// KeySource finds the public key that signed a session token by its key id.
+// KeySource finds the public key that signed a token (a session, or a
+// machine or OAuth JWT) by its key id.
 // *clerk.KeySet (the JWKS from the Backend API, refetched at most once per
 // interval for unknown ids) and *clerk.StaticKey (CLERK_JWT_KEY) implement
 // it.
@@ -171,7 +172,8 @@ func NewSessionVerifier(cfg SessionConfig) (*SessionVerifier, error) {
 
 // Verify verifies a session token and returns the principal it names: a
 // KindUser in the active organization's tenant, or in the user's personal
-// tenant when there is none.
+// tenant when there is none. A JWT of another kind — a machine's or JWT
+// template's cat, an OAuth access token's typ — is never a session.
 //
 // The returned Principal may be shared with other calls presenting the same
 // token: treat it as read-only.
@@ -192,6 +194,12 @@ func (v *SessionVerifier) Verify(ctx context.Context, token string) (*viewer.Pri
 	return p, nil
 }
 
+// cached returns the principal of a session token verified before, if it
+// still holds: the whole cost of a warm call's authentication.
+func (v *SessionVerifier) cached(token string) (*viewer.Principal, bool) {
+	return v.cache.get(token, v.now())
+}
+
 // sessionExtra holds the claims clerk.SessionClaims does not decode.
 type sessionExtra struct {
 	Status string `json:"sts"`
@@ -210,39 +218,18 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 	if !ok {
 		return nil, unauthenticated(ReasonMalformed, nil)
 	}
-	if h.alg != string(jose.RS256) {
-		return nil, unauthenticated(ReasonBadAlgorithm, nil)
-	}
-	if h.kid == "" {
-		return nil, unauthenticated(ReasonMalformed, nil)
-	}
-	if h.hasCat && h.cat != CategorySession && h.cat != CategoryIgnore {
+	switch {
+	case h.hasCat && h.cat != CategorySession && h.cat != CategoryIgnore,
+		h.typ == typeAccessToken || h.typ == typeAccessTokenApplication:
 		return nil, unauthenticated(ReasonNotSessionToken, nil)
 	}
 
-	key, err := v.keys.Key(ctx, h.kid)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", errKeySource, err)
-	}
-
 	extra := &sessionExtra{}
-	claims, err := clerkjwt.Verify(ctx, &clerkjwt.VerifyParams{
-		Token:                   token,
-		JWK:                     key,
-		Clock:                   clockFunc(func() time.Time { return now }),
-		Leeway:                  v.leeway,
-		ProxyURL:                &v.issuer, // makes the SDK compare iss exactly
-		CustomClaimsConstructor: func(context.Context) any { return extra },
-	})
+	claims, expiresAt, err := verifySigned(ctx, v.keys, token, h, v.issuer, v.leeway, now, extra)
 	if err != nil {
-		return nil, &jwtError{err}
+		return nil, err
 	}
-
 	switch {
-	case claims.Issuer != v.issuer:
-		return nil, unauthenticated(ReasonWrongIssuer, nil)
-	case claims.Expiry == nil:
-		return nil, unauthenticated(ReasonNoExpiry, nil)
 	case claims.SessionID == "":
 		return nil, unauthenticated(ReasonNoSession, nil)
 	case extra.Status == "pending":
@@ -252,24 +239,14 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 	case !viewer.ValidUserID(claims.Subject):
 		return nil, unauthenticated(ReasonBadSubject, nil)
 	}
-	// go-jose has checked these with the leeway already; a token that
-	// claims to come from the future is refused here too in case a later
-	// SDK stops doing so.
-	if late := now.Add(v.leeway).Unix(); claims.NotBefore != nil && *claims.NotBefore > late ||
-		claims.IssuedAt != nil && *claims.IssuedAt > late {
-		return nil, unauthenticated(ReasonNotYetValid, nil)
-	}
-	expiresAt := time.Unix(*claims.Expiry, 0)
-	if now.Add(-v.leeway).After(expiresAt) {
-		return nil, unauthenticated(ReasonExpired, nil)
-	}
 
 	p := &viewer.Principal{
-		Kind:      viewer.KindUser,
-		Subject:   claims.Subject,
-		SessionID: claims.SessionID,
-		TenantID:  claims.Subject,
-		ExpiresAt: expiresAt,
+		Kind:       viewer.KindUser,
+		Credential: viewer.CredentialSession,
+		Subject:    claims.Subject,
+		SessionID:  claims.SessionID,
+		TenantID:   claims.Subject,
+		ExpiresAt:  expiresAt,
 	}
 	if org := claims.ActiveOrganizationID; org != "" {
 		if !viewer.ValidOrgID(org) {
@@ -289,6 +266,54 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 		p.Permissions = slices.Clone(v.personal)
 	}
 	return p, nil
+}
+
+// verifySigned makes the checks every Clerk JWT gets, whatever its kind:
+// RS256 with a key id, the key from keys, clerk-sdk-go's jwt.Verify
+// (signature; exp, nbf and iat with the leeway; iss pinned exactly), and an
+// exp present. extra, a pointer, receives the claims the SDK does not
+// decode. It returns the claims and the expiry; its errors are for
+// errorOf.
+func verifySigned(ctx context.Context, keys KeySource, token string, h header, issuer string, leeway time.Duration, now time.Time, extra any) (*clerksdk.SessionClaims, time.Time, error) {
+	if h.alg != string(jose.RS256) {
+		return nil, time.Time{}, unauthenticated(ReasonBadAlgorithm, nil)
+	}
+	if h.kid == "" {
+		return nil, time.Time{}, unauthenticated(ReasonMalformed, nil)
+	}
+	key, err := keys.Key(ctx, h.kid)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: %w", errKeySource, err)
+	}
+	claims, err := clerkjwt.Verify(ctx, &clerkjwt.VerifyParams{
+		Token:                   token,
+		JWK:                     key,
+		Clock:                   clockFunc(func() time.Time { return now }),
+		Leeway:                  leeway,
+		ProxyURL:                &issuer, // makes the SDK compare iss exactly
+		CustomClaimsConstructor: func(context.Context) any { return extra },
+	})
+	if err != nil {
+		return nil, time.Time{}, &jwtError{err}
+	}
+	switch {
+	case claims.Issuer != issuer:
+		return nil, time.Time{}, unauthenticated(ReasonWrongIssuer, nil)
+	case claims.Expiry == nil:
+		return nil, time.Time{}, unauthenticated(ReasonNoExpiry, nil)
+	}
+	// go-jose has checked these with the leeway already; a token that
+	// claims to come from the future is refused here too in case a later
+	// SDK stops doing so.
+	if late := now.Add(leeway).Unix(); claims.NotBefore != nil && *claims.NotBefore > late ||
+		claims.IssuedAt != nil && *claims.IssuedAt > late {
+		return nil, time.Time{}, unauthenticated(ReasonNotYetValid, nil)
+	}
+	expiresAt := time.Unix(*claims.Expiry, 0)
+	if now.Add(-leeway).After(expiresAt) {
+		return nil, time.Time{}, unauthenticated(ReasonExpired, nil)
+	}
+	return claims, expiresAt, nil
 }
 
 // withRole returns a copy of p (which may be shared through the token cache)
@@ -322,9 +347,9 @@ func compactJWS(token string) bool {
 
 // header is the part of a token's JOSE header read before verification.
 type header struct {
-	alg, kid string
-	cat      string
-	hasCat   bool
+	alg, kid, typ string
+	cat           string
+	hasCat        bool
 }
 
 // readHeader decodes the protected header of a compact JWS. Keys are matched
@@ -347,6 +372,9 @@ func readHeader(token string) (header, bool) {
 		return header{}, false
 	}
 	if v, ok := fields["kid"]; ok && json.Unmarshal(v, &h.kid) != nil {
+		return header{}, false
+	}
+	if v, ok := fields["typ"]; ok && json.Unmarshal(v, &h.typ) != nil {
 		return header{}, false
 	}
 	if cat, ok := fields["cat"]; ok {

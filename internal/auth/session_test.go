@@ -222,7 +222,7 @@ func TestSessionVerifierAccepts(t *testing.T) {
 				t.Fatalf("Verify: %v", err)
 			}
 			want := tt.want
-			want.Kind, want.Subject, want.SessionID = viewer.KindUser, testUser, "sess_42"
+			want.Kind, want.Credential, want.Subject, want.SessionID = viewer.KindUser, viewer.CredentialSession, testUser, "sess_42"
 			if want.ExpiresAt.IsZero() {
 				want.ExpiresAt = exp
 			}

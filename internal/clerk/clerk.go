@@ -1,11 +1,15 @@
 // Package clerk is Gatehouse's client for Clerk's Backend API: the JSON Web
-// Key Set that session tokens are verified against (KeySet, or StaticKey for
-// networkless verification), users fetched on first sight, and machine (M2M)
-// token verification.
+// Key Set that tokens are verified against (KeySet, or StaticKey for
+// networkless verification), users fetched on first sight, and the
+// verification of opaque credentials — machine (M2M) tokens, API keys and
+// OAuth access tokens.
 //
 // It wraps clerk-sdk-go v2, built per Client from a clerk.BackendConfig (never
 // the SDK's package-level backend), and reduces every failure to a few
-// sentinel errors that the gRPC edge maps to status codes.
+// sentinel errors that the gRPC edge maps to status codes. Where the SDK has
+// no client for an endpoint (API keys and OAuth tokens in v2.4.2), the
+// request goes through the SDK's own request machinery on the same Backend,
+// so every call shares one HTTP client.
 package clerk
 
 import (
@@ -30,9 +34,18 @@ var (
 	// transient failure (network error, timeout, 429, 5xx). Retrying later
 	// may succeed.
 	ErrUnavailable = errors.New("clerk: unavailable")
-	// ErrInvalidToken means Clerk rejected a machine token: unknown,
-	// revoked, expired, or any other 4xx answer from verify.
-	ErrInvalidToken = errors.New("clerk: invalid machine token")
+	// ErrInvalidToken means Clerk refused a credential (a machine token, an
+	// API key or an OAuth token): a 4xx answer from verify other than 401
+	// and 403, which are about the secret key, not the credential. Clerk's
+	// 4xx does not say whether the credential is unknown, revoked or
+	// expired.
+	ErrInvalidToken = errors.New("clerk: credential refused")
+	// ErrTokenRevoked is ErrInvalidToken for a credential Clerk says (200
+	// with "revoked": true) has been revoked.
+	ErrTokenRevoked = fmt.Errorf("%w: revoked", ErrInvalidToken)
+	// ErrTokenExpired is ErrInvalidToken for a credential Clerk says (200
+	// with "expired": true, or an expiration in the past) has expired.
+	ErrTokenExpired = fmt.Errorf("%w: expired", ErrInvalidToken)
 	// ErrUnknownKey means no signing key has the requested key id, even
 	// after a JWKS refetch (or the refetch was skipped because one started
 	// less than a refetch interval ago).
@@ -58,9 +71,10 @@ type Config struct {
 
 // Client calls Clerk's Backend API. It is safe for concurrent use.
 type Client struct {
-	users *user.Client
-	m2m   *m2m_token.Client
-	jwks  *jwks.Client
+	backend clerksdk.Backend
+	users   *user.Client
+	m2m     *m2m_token.Client
+	jwks    *jwks.Client
 }
 
 // New returns a Client for cfg. It makes no request.
@@ -83,9 +97,10 @@ func New(cfg Config) *Client {
 		HTTPClient: &hc,
 	})
 	return &Client{
-		users: &user.Client{Backend: backend},
-		m2m:   &m2m_token.Client{Backend: backend},
-		jwks:  &jwks.Client{Backend: backend},
+		backend: backend,
+		users:   &user.Client{Backend: backend},
+		m2m:     &m2m_token.Client{Backend: backend},
+		jwks:    &jwks.Client{Backend: backend},
 	}
 }
 

@@ -70,7 +70,7 @@ func unreachable(t *testing.T) *Client {
 
 // sentinel names the sentinel err wraps, for comparing in tables.
 func sentinel(err error) string {
-	for _, s := range []error{ErrNotFound, ErrUnavailable, ErrInvalidToken, ErrUnknownKey} {
+	for _, s := range []error{ErrNotFound, ErrUnavailable, ErrTokenRevoked, ErrTokenExpired, ErrInvalidToken, ErrUnknownKey} {
 		if errors.Is(err, s) {
 			return s.Error()
 		}
@@ -189,8 +189,8 @@ func TestVerifyMachineToken(t *testing.T) {
 	}{
 		{name: "valid", client: client, token: valid, want: &view{Subject: "mch_a", Claims: `{"tenants":["org_1"]}`, Scopes: []string{"mch_b"}, Expires: true}},
 		{name: "no expiry, no claims", client: client, token: forever, want: &view{Subject: "mch_a", Scopes: []string{}}},
-		{name: "revoked, 200", client: client, token: revoked, err: ErrInvalidToken.Error()},
-		{name: "expired, 200", client: client, token: expired, err: ErrInvalidToken.Error()},
+		{name: "revoked, 200", client: client, token: revoked, err: ErrTokenRevoked.Error()},
+		{name: "expired, 200", client: client, token: expired, err: ErrTokenExpired.Error()},
 		{name: "revoked, 4xx", client: client, token: revoked, reject: http.StatusUnauthorized, err: ErrInvalidToken.Error()},
 		{name: "expired, 4xx", client: client, token: expired, reject: http.StatusGone, err: ErrInvalidToken.Error()},
 		{name: "unknown", client: client, token: "mt_" + strings.Repeat("a", 32), err: ErrInvalidToken.Error()},
@@ -201,11 +201,12 @@ func TestVerifyMachineToken(t *testing.T) {
 		{name: "4xx without a Clerk body", client: newFixture(t, http.StatusBadRequest, "bad request"), token: valid, err: ErrInvalidToken.Error()},
 		{name: "expiration past, flag unset", client: newFixture(t, http.StatusOK,
 			`{"object":"machine_to_machine_token","id":"mt_1","subject":"mch_a","revoked":false,"expired":false,"expiration":1716883200}`),
-			token: valid, err: ErrInvalidToken.Error()},
+			token: valid, err: ErrTokenExpired.Error()},
+		{name: "wrong secret key", client: New(Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"}), token: valid, err: "other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e.SetMachineRejectStatus(tt.reject)
+			e.SetRejectStatus(tt.reject)
 			mt, err := tt.client.VerifyMachineToken(context.Background(), tt.token)
 			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
 				t.Fatalf("error %v (-want +got):\n%s", err, diff)
@@ -247,6 +248,165 @@ func TestVerifyMachineTokenExpiresAt(t *testing.T) {
 			}
 			if !mt.ExpiresAt.Equal(tt.want) {
 				t.Errorf("ExpiresAt = %v, want %v", mt.ExpiresAt, tt.want)
+			}
+		})
+	}
+}
+
+// TestVerifyAPIKeyAndOAuthToken checks the two verifications the SDK has no
+// client for, against the emulator and against answers shaped as Clerk
+// documents them: what each answer means, and that no error quotes the
+// credential.
+func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
+	e, client := newEmulator(t, clerkemu.Options{})
+	mintKey := func(k clerkemu.APIKey) string {
+		t.Helper()
+		s, err := e.MintAPIKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	mintOAuth := func(o clerkemu.OAuthToken) string {
+		t.Helper()
+		s, err := e.MintOAuthToken(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	userKey := mintKey(clerkemu.APIKey{Subject: "user_a", Scopes: []string{"org:projects:read"}, Claims: map[string]any{"k": "v"}, TTL: time.Hour})
+	orgKey := mintKey(clerkemu.APIKey{Subject: "org_a"})
+	revokedKey := mintKey(clerkemu.APIKey{Subject: "user_a"})
+	e.RevokeAPIKey(revokedKey)
+	expiredKey := mintKey(clerkemu.APIKey{Subject: "user_a", TTL: -time.Second})
+	oauth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}})
+	revokedOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a"})
+	e.RevokeOAuthToken(revokedOAuth)
+	expiredOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", TTL: -time.Second})
+
+	// view is what either verification returns, in one shape.
+	type view struct {
+		ID, Subject, ClientID, Claims string
+		Scopes, Audience              []string
+		Expires                       bool
+	}
+	apiKey := func(c *Client, s string) (*view, error) {
+		k, err := c.VerifyAPIKey(context.Background(), s)
+		if k == nil {
+			return nil, err
+		}
+		return &view{ID: k.ID[:3], Subject: k.Subject, Claims: string(k.Claims), Scopes: k.Scopes, Expires: !k.ExpiresAt.IsZero()}, err
+	}
+	oauthToken := func(c *Client, s string) (*view, error) {
+		o, err := c.VerifyOAuthToken(context.Background(), s)
+		if o == nil {
+			return nil, err
+		}
+		return &view{ID: o.ID[:4], Subject: o.Subject, ClientID: o.ClientID, Scopes: o.Scopes, Audience: o.Audience, Expires: !o.ExpiresAt.IsZero()}, err
+	}
+	// Clerk's documented answers (Backend API reference, POST
+	// /api_keys/verify and /oauth_applications/access_tokens/verify).
+	const clerkAPIKey = `{"object":"api_key","id":"ak_3beecc9c60adb5f9b850e91a8ee1e992","type":"api_key",
+		"subject":"user_2xhFjEI5X2qWRvtV13BzSj8H6Dk","name":"MY_SERVICE_API_KEY","description":"This is my API Key",
+		"claims":{"foo":"bar"},"scopes":["scope:read","scope:write"],"revoked":false,"revocation_reason":null,
+		"expired":false,"expiration":null,"created_by":"user_2xhFjEI5X2qWRvtV13BzSj8H6Dk","last_used_at":1716883200,
+		"created_at":1716883200,"updated_at":1716883200}`
+	const clerkOAuth = `{"object":"clerk_idp_oauth_access_token","id":"oat_0ef5a7a33d87ed87ee7954c845d80450",
+		"client_id":"client_2xhFjEI5X2qWRvtV13BzSj8H6Dk","subject":"user_2xhFjEI5X2qWRvtV13BzSj8H6Dk",
+		"scopes":["read","write"],"revoked":false,"revocation_reason":null,"expired":false,"expiration":4102444800,
+		"created_at":1716883200,"updated_at":1716883200}`
+	const clerk404 = `{"errors":[{"code":"resource_not_found","message":"not found","long_message":"not found"}]}`
+	wrongKey := New(Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"})
+
+	tests := []struct {
+		name   string
+		verify func(*Client, string) (*view, error)
+		client *Client
+		token  string
+		reject int
+		want   *view
+		err    string
+	}{
+		{name: "user's key", verify: apiKey, client: client, token: userKey,
+			want: &view{ID: "ak_", Subject: "user_a", Claims: `{"k":"v"}`, Scopes: []string{"org:projects:read"}, Expires: true}},
+		{name: "organization's key", verify: apiKey, client: client, token: orgKey, want: &view{ID: "ak_", Subject: "org_a", Scopes: []string{}}},
+		{name: "key: Clerk's JSON", verify: apiKey, client: newFixture(t, http.StatusOK, clerkAPIKey), token: userKey,
+			want: &view{ID: "ak_", Subject: "user_2xhFjEI5X2qWRvtV13BzSj8H6Dk", Claims: `{"foo":"bar"}`, Scopes: []string{"scope:read", "scope:write"}}},
+		{name: "key revoked, 200", verify: apiKey, client: client, token: revokedKey, err: ErrTokenRevoked.Error()},
+		{name: "key expired, 200", verify: apiKey, client: client, token: expiredKey, err: ErrTokenExpired.Error()},
+		{name: "key revoked, 4xx", verify: apiKey, client: client, token: revokedKey, reject: http.StatusBadRequest, err: ErrInvalidToken.Error()},
+		{name: "key unknown, 404", verify: apiKey, client: client, token: "ak_" + strings.Repeat("x", 32), err: ErrInvalidToken.Error()},
+		{name: "key: wrong secret key", verify: apiKey, client: wrongKey, token: userKey, err: "other"},
+		{name: "key: 503", verify: apiKey, client: newFixture(t, http.StatusServiceUnavailable, "<html>down</html>"), token: userKey, err: ErrUnavailable.Error()},
+		{name: "key: 429", verify: apiKey, client: newFixture(t, http.StatusTooManyRequests, "slow down"), token: userKey, err: ErrUnavailable.Error()},
+		{name: "key: unreachable", verify: apiKey, client: unreachable(t), token: userKey, err: ErrUnavailable.Error()},
+		{name: "key: garbage 200", verify: apiKey, client: newFixture(t, http.StatusOK, "{"), token: userKey, err: "other"},
+		{name: "key: empty", verify: apiKey, client: client, token: "", err: ErrInvalidToken.Error()},
+
+		{name: "OAuth token", verify: oauthToken, client: client, token: oauth,
+			want: &view{ID: "oat_", Subject: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}, Expires: true}},
+		{name: "OAuth: Clerk's JSON", verify: oauthToken, client: newFixture(t, http.StatusOK, clerkOAuth), token: oauth,
+			want: &view{ID: "oat_", Subject: "user_2xhFjEI5X2qWRvtV13BzSj8H6Dk", ClientID: "client_2xhFjEI5X2qWRvtV13BzSj8H6Dk", Scopes: []string{"read", "write"}, Expires: true}},
+		{name: "OAuth: aud as a string", verify: oauthToken, client: newFixture(t, http.StatusOK, `{"id":"oat_1","subject":"user_a","aud":"x"}`), token: oauth,
+			want: &view{ID: "oat_", Subject: "user_a", Audience: []string{"x"}}},
+		{name: "OAuth revoked, 200", verify: oauthToken, client: client, token: revokedOAuth, err: ErrTokenRevoked.Error()},
+		{name: "OAuth expired, 200", verify: oauthToken, client: client, token: expiredOAuth, err: ErrTokenExpired.Error()},
+		{name: "OAuth expired, 4xx", verify: oauthToken, client: client, token: expiredOAuth, reject: http.StatusGone, err: ErrInvalidToken.Error()},
+		{name: "OAuth unknown, 404", verify: oauthToken, client: newFixture(t, http.StatusNotFound, clerk404), token: oauth, err: ErrInvalidToken.Error()},
+		{name: "OAuth: 500", verify: oauthToken, client: newFixture(t, http.StatusInternalServerError, clerk404), token: oauth, err: ErrUnavailable.Error()},
+		{name: "OAuth: wrong secret key", verify: oauthToken, client: wrongKey, token: oauth, err: "other"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.SetRejectStatus(tt.reject)
+			defer e.SetRejectStatus(0)
+			got, err := tt.verify(tt.client, tt.token)
+			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
+				t.Fatalf("error %v (-want +got):\n%s", err, diff)
+			}
+			if err != nil && tt.token != "" && strings.Contains(err.Error(), tt.token) {
+				t.Errorf("error %q contains the credential", err)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("verified (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestVerifySendsClerksRequest pins the request bodies and paths, which the
+// SDK does not build for these two endpoints.
+func TestVerifySendsClerksRequest(t *testing.T) {
+	type request struct{ Method, Path, Body, Auth string }
+	got := make(chan request, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		got <- request{r.Method, r.URL.Path, string(body), r.Header.Get("Authorization")}
+		w.WriteHeader(http.StatusNotFound)
+		io.WriteString(w, `{"errors":[{"code":"resource_not_found","message":"x","long_message":"x"}]}`)
+	}))
+	t.Cleanup(srv.Close)
+	c := New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+	ctx := context.Background()
+	tests := []struct {
+		call func() error
+		want request
+	}{
+		{func() error { _, err := c.VerifyAPIKey(ctx, "ak_secret"); return err },
+			request{"POST", "/v1/api_keys/verify", `{"secret":"ak_secret"}`, "Bearer sk_test_x"}},
+		{func() error { _, err := c.VerifyOAuthToken(ctx, "oat_secret"); return err },
+			request{"POST", "/v1/oauth_applications/access_tokens/verify", `{"access_token":"oat_secret"}`, "Bearer sk_test_x"}},
+		{func() error { _, err := c.VerifyMachineToken(ctx, "mt_secret"); return err },
+			request{"POST", "/v1/m2m_tokens/verify", `{"token":"mt_secret"}`, "Bearer sk_test_x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want.Path, func(t *testing.T) {
+			if err := tt.call(); !errors.Is(err, ErrInvalidToken) {
+				t.Errorf("err = %v, want ErrInvalidToken", err)
+			}
+			if diff := cmp.Diff(tt.want, <-got); diff != "" {
+				t.Errorf("request (-want +got):\n%s", diff)
 			}
 		})
 	}

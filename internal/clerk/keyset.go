@@ -16,8 +16,8 @@ import (
 
 const (
 	defaultRefetchInterval = 5 * time.Second
-	// fetchTimeout bounds one JWKS fetch. It is the fetch's own deadline,
-	// independent of the callers waiting on it.
+	// fetchTimeout bounds one JWKS fetch by default. It is the fetch's own
+	// deadline, independent of the callers waiting on it.
 	fetchTimeout = 10 * time.Second
 )
 
@@ -30,6 +30,9 @@ type KeySetOptions struct {
 	// RefetchInterval is the least time between the starts of two JWKS
 	// fetches, for all callers together; default 5 s.
 	RefetchInterval time.Duration
+	// FetchTimeout bounds one fetch, whoever waits for it; default 10 s.
+	// A fetch that runs out of it is ErrUnavailable.
+	FetchTimeout time.Duration
 	// OnFetch, if set, is called once per JWKS request with "ok" or
 	// "error" (a metrics hook). It must not block.
 	OnFetch func(result string)
@@ -46,6 +49,7 @@ type KeySetOptions struct {
 type KeySet struct {
 	jwks     *jwks.Client
 	interval time.Duration
+	timeout  time.Duration
 	onFetch  func(string)
 	now      func() time.Time
 
@@ -57,6 +61,11 @@ type KeySet struct {
 	mu         sync.Mutex
 	lastFetch  time.Time // when the latest fetch started
 	hasFetched bool
+	// lastErr is the latest fetch's failure, nil if it succeeded. Within
+	// the refetch window it is every unknown key id's answer: while the
+	// JWKS cannot be had, a key id not in the cache is unavailable, not
+	// unknown.
+	lastErr error
 }
 
 // NewKeySet returns an empty KeySet that fetches through c. It makes no
@@ -65,12 +74,16 @@ func (c *Client) NewKeySet(opts KeySetOptions) *KeySet {
 	if opts.RefetchInterval <= 0 {
 		opts.RefetchInterval = defaultRefetchInterval
 	}
+	if opts.FetchTimeout <= 0 {
+		opts.FetchTimeout = fetchTimeout
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	return &KeySet{
 		jwks:     c.jwks,
 		interval: opts.RefetchInterval,
+		timeout:  opts.FetchTimeout,
 		onFetch:  opts.OnFetch,
 		now:      opts.Now,
 	}
@@ -79,9 +92,13 @@ func (c *Client) NewKeySet(opts KeySetOptions) *KeySet {
 // Key returns the RS256 signing key with key id kid. An unknown kid waits
 // for a refetch (a new one, or one already in flight) but no longer than
 // ctx allows, returning ctx's error if it ends first; the fetch itself goes
-// on for the other callers. A kid still unknown afterwards, or unknown
-// within RefetchInterval of the last fetch, is ErrUnknownKey. A failed fetch
-// is ErrUnavailable when Clerk could not answer.
+// on for the other callers. A kid still unknown after a fetch that
+// succeeded, or within RefetchInterval of one, is ErrUnknownKey. A failed
+// fetch is ErrUnavailable when Clerk could not answer (including when the
+// fetch ran out of its own time), and so is every unknown kid for the rest
+// of that fetch's RefetchInterval: the keys are unavailable, and a token
+// naming a key not yet cached may well be valid. Cached keys keep working
+// throughout.
 func (ks *KeySet) Key(ctx context.Context, kid string) (*clerksdk.JSONWebKey, error) {
 	if k := ks.lookup(kid); k != nil {
 		return k, nil
@@ -102,8 +119,9 @@ func (ks *KeySet) Key(ctx context.Context, kid string) (*clerksdk.JSONWebKey, er
 func (ks *KeySet) Ready() bool { return ks.ready.Load() }
 
 // Refresh fetches the JWKS now, for use at startup. Like a lookup of an
-// unknown key, it does nothing (and returns nil) within RefetchInterval of
-// the last fetch, and joins a fetch already in flight.
+// unknown key, it joins a fetch already in flight, and makes no request
+// within RefetchInterval of the last fetch: it then returns that fetch's
+// error, or nil if it succeeded.
 func (ks *KeySet) Refresh(ctx context.Context) error {
 	if err := ks.refetch(ctx); err != nil && !errors.Is(err, errSkipped) {
 		return err
@@ -134,21 +152,29 @@ func (ks *KeySet) refetch(ctx context.Context) error {
 	}
 }
 
-// fetchIfDue fetches the JWKS unless a fetch started within the interval.
-// It runs only inside the single flight.
+// fetchIfDue fetches the JWKS unless a fetch started within the interval,
+// in which case it answers with that fetch's failure, or errSkipped. It runs
+// only inside the single flight.
 func (ks *KeySet) fetchIfDue(ctx context.Context) error {
 	ks.mu.Lock()
 	now := ks.now()
 	if ks.hasFetched && now.Sub(ks.lastFetch) < ks.interval {
+		err := ks.lastErr
 		ks.mu.Unlock()
+		if err != nil {
+			return err
+		}
 		return errSkipped
 	}
 	ks.lastFetch, ks.hasFetched = now, true
 	ks.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
+	ctx, cancel := context.WithTimeout(ctx, ks.timeout)
 	defer cancel()
 	keys, err := ks.fetch(ctx)
+	ks.mu.Lock()
+	ks.lastErr = err
+	ks.mu.Unlock()
 	if ks.onFetch != nil {
 		result := "ok"
 		if err != nil {

@@ -284,12 +284,15 @@ func TestKeySetFetchFailure(t *testing.T) {
 			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
 				t.Errorf("first lookup: error %v (-want +got):\n%s", err, diff)
 			}
-			// Within the window a failed fetch is not retried.
-			if _, err := ks.Key(context.Background(), "ins_1"); !errors.Is(err, ErrUnknownKey) {
-				t.Errorf("second lookup: err = %v, want ErrUnknownKey", err)
+			// Within the window a failed fetch is not retried, and its
+			// failure, not ErrUnknownKey, answers every unknown kid.
+			_, err = ks.Key(context.Background(), "ins_2")
+			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
+				t.Errorf("lookup within the window: error %v (-want +got):\n%s", err, diff)
 			}
-			if err := ks.Refresh(context.Background()); err != nil {
-				t.Errorf("Refresh within the window: %v, want nil (skipped)", err)
+			err = ks.Refresh(context.Background())
+			if diff := cmp.Diff(tt.err, sentinel(err)); diff != "" {
+				t.Errorf("Refresh within the window: error %v (-want +got):\n%s", err, diff)
 			}
 			if hits.Load() != tt.wantHits {
 				t.Errorf("%d requests, want %d", hits.Load(), tt.wantHits)
@@ -444,5 +447,74 @@ func TestStaticKey(t *testing.T) {
 		if _, err := NewStaticKey(bad); err == nil {
 			t.Errorf("NewStaticKey(%s) succeeded, want error", name)
 		}
+	}
+}
+
+// TestKeySetOutage: while the JWKS cannot be fetched, a cached key keeps
+// working, and an unknown key id is ErrUnavailable — not ErrUnknownKey —
+// for the whole refetch window, without another request; once Clerk is
+// back, the next window's fetch answers as usual.
+func TestKeySetOutage(t *testing.T) {
+	e, client := newEmulator(t, clerkemu.Options{})
+	ks, clk, log := newKeySet(t, client)
+	ctx := context.Background()
+	if _, err := ks.Key(ctx, e.KeyID()); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(5 * time.Second)
+	e.SetJWKSStatus(http.StatusServiceUnavailable)
+
+	steps := []struct {
+		name    string
+		advance time.Duration
+		kid     string
+		err     string
+		fetches int64
+	}{
+		{"cached key", 0, e.KeyID(), "", 1},
+		{"unknown kid: the fetch fails", 0, "ins_new", ErrUnavailable.Error(), 2},
+		{"unknown kid, same window", 4900 * time.Millisecond, "ins_other", ErrUnavailable.Error(), 2},
+		{"cached key, same window", 0, e.KeyID(), "", 2},
+		{"next window: fetched again, fails again", 100 * time.Millisecond, "ins_new", ErrUnavailable.Error(), 3},
+	}
+	for _, st := range steps {
+		clk.Advance(st.advance)
+		_, err := ks.Key(ctx, st.kid)
+		if diff := cmp.Diff(st.err, sentinel(err)); diff != "" {
+			t.Errorf("%s: error %v (-want +got):\n%s", st.name, err, diff)
+		}
+		if got := e.JWKSFetches(); got != st.fetches {
+			t.Errorf("%s: %d JWKS fetches, want %d", st.name, got, st.fetches)
+		}
+	}
+
+	e.SetJWKSStatus(0)
+	if _, err := ks.Key(ctx, "ins_new"); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Clerk back, same window: err = %v, want ErrUnavailable until the window ends", err)
+	}
+	clk.Advance(5 * time.Second)
+	if _, err := ks.Key(ctx, "ins_new"); !errors.Is(err, ErrUnknownKey) {
+		t.Errorf("Clerk back, next window: err = %v, want ErrUnknownKey", err)
+	}
+	if diff := cmp.Diff([]string{"ok", "error", "error", "ok"}, log.Results()); diff != "" {
+		t.Errorf("fetches (-want +got):\n%s", diff)
+	}
+}
+
+// TestKeySetFetchTimeout: a fetch that runs out of its own time is
+// ErrUnavailable for the caller that waited for it, not the caller's own
+// deadline.
+func TestKeySetFetchTimeout(t *testing.T) {
+	e, client := newEmulator(t, clerkemu.Options{})
+	e.SetJWKSDelay(2 * time.Second)
+	ks := client.NewKeySet(KeySetOptions{FetchTimeout: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := ks.Key(ctx, e.KeyID())
+	if !errors.Is(err, ErrUnavailable) {
+		t.Errorf("err = %v, want ErrUnavailable", err)
+	}
+	if ctx.Err() != nil {
+		t.Errorf("the caller's own deadline passed: %v", ctx.Err())
 	}
 }

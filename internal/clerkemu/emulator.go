@@ -1,13 +1,16 @@
 // Package clerkemu emulates the parts of Clerk that Gatehouse talks to, for
-// `gatehouse dev` and for tests: the Backend API (JWKS, users, machine
-// tokens) over HTTP with Clerk's JSON shapes and error bodies, RS256 session
-// tokens signed with real RSA keys, and webhook signatures computed with
-// Svix's own library. Gatehouse reaches it through its production code paths
-// (internal/clerk and clerk-sdk-go), so what passes here passes with Clerk.
+// `gatehouse dev` and for tests: the Backend API (JWKS, users, and the
+// verification of machine tokens, API keys and OAuth access tokens) over
+// HTTP with Clerk's JSON shapes and error bodies; RS256 session tokens, and
+// machine and OAuth JWTs, signed with real RSA keys (one instance key, one
+// JWKS); and webhook signatures computed with Svix's own library. Gatehouse
+// reaches it through its production code paths (internal/clerk and
+// clerk-sdk-go), so what passes here passes with Clerk.
 //
-// Fault injection (SetUsersStatus, SetJWKSDelay, SetMachineRejectStatus) and
-// counters (JWKSFetches, MachineVerifies) let tests assert caching and
-// failure handling.
+// Fault injection (SetUsersStatus, SetJWKSStatus, SetJWKSDelay,
+// SetVerifyStatus, SetRejectStatus, HoldVerifies) and counters (JWKSFetches,
+// Verifies and its parts, VerifiesCanceled) let tests assert caching, limits
+// and failure handling.
 //
 // SampleEvent builds webhook events in Clerk's real JSON shapes from
 // embedded samples, and SendWebhook delivers one signed as Svix signs, for
@@ -71,12 +74,14 @@ type Emulator struct {
 	users       map[string]User
 	deleted     map[string]bool
 	usersStatus int
+	jwksStatus  int
 	jwksDelay   time.Duration
-	tokens      map[string]*machineToken
-	rejectCode  int
+	tokens      map[string]*machineToken // by opaque token
+	apiKeys     map[string]*apiKey       // by secret
+	oauthTokens map[string]*oauthToken   // by opaque token
 
-	jwksFetches     atomic.Int64
-	machineVerifies atomic.Int64
+	verify      verifyFaults
+	jwksFetches atomic.Int64
 }
 
 type signingKey struct {
@@ -107,16 +112,18 @@ func New(opts Options) (*Emulator, error) {
 		return nil, fmt.Errorf("clerkemu: webhook secret: %w", err)
 	}
 	return &Emulator{
-		issuer:    opts.Issuer,
-		secretKey: "sk_test_" + randomHex(20),
-		autoUsers: opts.AutoUsers,
-		whSecret:  opts.WebhookSecret,
-		webhook:   wh,
-		machineID: "mch_" + randomHex(12),
-		keys:      []signingKey{{kid: opts.KeyID, key: opts.Key}},
-		users:     make(map[string]User),
-		deleted:   make(map[string]bool),
-		tokens:    make(map[string]*machineToken),
+		issuer:      opts.Issuer,
+		secretKey:   "sk_test_" + randomHex(20),
+		autoUsers:   opts.AutoUsers,
+		whSecret:    opts.WebhookSecret,
+		webhook:     wh,
+		machineID:   "mch_" + randomHex(12),
+		keys:        []signingKey{{kid: opts.KeyID, key: opts.Key}},
+		users:       make(map[string]User),
+		deleted:     make(map[string]bool),
+		tokens:      make(map[string]*machineToken),
+		apiKeys:     make(map[string]*apiKey),
+		oauthTokens: make(map[string]*oauthToken),
 	}, nil
 }
 
@@ -178,6 +185,14 @@ func (e *Emulator) signer() signingKey {
 
 // JWKSFetches counts authorized GET /v1/jwks requests.
 func (e *Emulator) JWKSFetches() int64 { return e.jwksFetches.Load() }
+
+// SetJWKSStatus makes GET /v1/jwks answer status with a Clerk error body
+// (e.g. 503), for fault injection; 0 restores normal answers.
+func (e *Emulator) SetJWKSStatus(status int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.jwksStatus = status
+}
 
 // SetJWKSDelay makes GET /v1/jwks wait d before answering (0: no delay).
 func (e *Emulator) SetJWKSDelay(d time.Duration) {

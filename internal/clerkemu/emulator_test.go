@@ -461,7 +461,7 @@ func TestMachineTokens(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e.SetMachineRejectStatus(tt.reject)
+			e.SetRejectStatus(tt.reject)
 			before := e.MachineVerifies()
 			mt, err := client.Verify(context.Background(), &m2m_token.VerifyParams{Token: tt.token})
 			if got := e.MachineVerifies() - before; got != 1 {
@@ -566,5 +566,263 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if _, err := clerkemu.LoadOrCreateKey(bad); err == nil {
 		t.Error("LoadOrCreateKey accepted a file without a key")
+	}
+}
+
+// post sends body to the emulator's Backend API path through clerk-sdk-go's
+// request machinery, as Gatehouse's client does, and decodes the answer.
+type rawAnswer struct {
+	clerksdk.APIResource
+	Fields map[string]any
+}
+
+func (a *rawAnswer) UnmarshalJSON(b []byte) error { return json.Unmarshal(b, &a.Fields) }
+
+type rawParams struct {
+	clerksdk.APIParams
+	body map[string]any
+}
+
+func (p *rawParams) MarshalJSON() ([]byte, error) { return json.Marshal(p.body) }
+
+func post(backend clerksdk.Backend, path string, body map[string]any) (map[string]any, error) {
+	req := clerksdk.NewAPIRequest(http.MethodPost, path)
+	req.SetParams(&rawParams{body: body})
+	ans := &rawAnswer{}
+	err := backend.Call(context.Background(), req, ans)
+	return ans.Fields, err
+}
+
+func TestAPIKeysAndOAuthTokens(t *testing.T) {
+	e, backend := newEmulator(t, clerkemu.Options{})
+	mintKey := func(k clerkemu.APIKey) string {
+		t.Helper()
+		s, err := e.MintAPIKey(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	mintOAuth := func(o clerkemu.OAuthToken) string {
+		t.Helper()
+		s, err := e.MintOAuthToken(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	key := mintKey(clerkemu.APIKey{Subject: "org_a", Scopes: []string{"org:projects:read"}, TTL: time.Hour})
+	revokedKey := mintKey(clerkemu.APIKey{Subject: "user_a"})
+	e.RevokeAPIKey(revokedKey)
+	expiredKey := mintKey(clerkemu.APIKey{Subject: "user_a", TTL: -time.Minute})
+	created, err := post(backend, "/api_keys", map[string]any{"name": "ci", "subject": "user_b", "scopes": []string{"x"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createdKey, _ := created["secret"].(string)
+	oauth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"s"}, Audience: []string{"aud"}})
+	revokedOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a"})
+	e.RevokeOAuthToken(revokedOAuth)
+	minted, err := post(backend, "/emulator/oauth_access_tokens", map[string]any{"user_id": "user_c", "scopes": []string{"t"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mintedOAuth, _ := minted["token"].(string)
+
+	type view struct {
+		Object, Subject  string
+		Revoked, Expired bool
+		Status           int
+	}
+	tests := []struct {
+		name   string
+		path   string
+		body   map[string]any
+		reject int
+		want   view
+	}{
+		{"key", "/api_keys/verify", map[string]any{"secret": key}, 0, view{Object: "api_key", Subject: "org_a"}},
+		{"key created over HTTP", "/api_keys/verify", map[string]any{"secret": createdKey}, 0, view{Object: "api_key", Subject: "user_b"}},
+		{"key revoked", "/api_keys/verify", map[string]any{"secret": revokedKey}, 0, view{Object: "api_key", Subject: "user_a", Revoked: true}},
+		{"key expired", "/api_keys/verify", map[string]any{"secret": expiredKey}, 0, view{Object: "api_key", Subject: "user_a", Expired: true}},
+		{"key revoked, reject mode", "/api_keys/verify", map[string]any{"secret": revokedKey}, http.StatusBadRequest, view{Status: http.StatusBadRequest}},
+		{"key unknown", "/api_keys/verify", map[string]any{"secret": "ak_nope"}, 0, view{Status: http.StatusNotFound}},
+		{"OAuth token", "/oauth_applications/access_tokens/verify", map[string]any{"access_token": oauth}, 0, view{Object: "clerk_idp_oauth_access_token", Subject: "user_a"}},
+		{"OAuth token minted over HTTP", "/oauth_applications/access_tokens/verify", map[string]any{"access_token": mintedOAuth}, 0, view{Object: "clerk_idp_oauth_access_token", Subject: "user_c"}},
+		{"OAuth revoked", "/oauth_applications/access_tokens/verify", map[string]any{"access_token": revokedOAuth}, 0, view{Object: "clerk_idp_oauth_access_token", Subject: "user_a", Revoked: true}},
+		{"OAuth unknown", "/oauth_applications/access_tokens/verify", map[string]any{"access_token": "oat_nope"}, 0, view{Status: http.StatusNotFound}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e.SetRejectStatus(tt.reject)
+			defer e.SetRejectStatus(0)
+			ans, err := post(backend, tt.path, tt.body)
+			var got view
+			if err != nil {
+				got.Status = apiStatus(t, err)
+			} else {
+				got.Object, _ = ans["object"].(string)
+				got.Subject, _ = ans["subject"].(string)
+				got.Revoked, _ = ans["revoked"].(bool)
+				got.Expired, _ = ans["expired"].(bool)
+				if _, ok := ans["secret"]; ok {
+					t.Errorf("verify answered with the secret")
+				}
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("verify (-want +got):\n%s", diff)
+			}
+		})
+	}
+	for _, s := range []string{key, createdKey} {
+		if !strings.HasPrefix(s, "ak_") || len(s) != len("ak_")+32 {
+			t.Errorf("API key %q: want ak_ + 32 characters", s)
+		}
+	}
+	for _, s := range []string{oauth, mintedOAuth} {
+		if !strings.HasPrefix(s, "oat_") || len(s) != len("oat_")+32 {
+			t.Errorf("OAuth token %q: want oat_ + 32 characters", s)
+		}
+	}
+	if got := e.APIKeyVerifies(); got != 6 {
+		t.Errorf("APIKeyVerifies = %d, want 6", got)
+	}
+	if got := e.OAuthVerifies(); got != 4 {
+		t.Errorf("OAuthVerifies = %d, want 4", got)
+	}
+}
+
+// TestMachineAndOAuthJWTs: the JWT forms verify with the instance's JWKS
+// key (clerk-sdk-go, as for sessions) and carry Clerk's headers and claims.
+func TestMachineAndOAuthJWTs(t *testing.T) {
+	e, backend := newEmulator(t, clerkemu.Options{})
+	m2m, err := e.MintMachineToken(clerkemu.Machine{ID: "mch_a", JWT: true, Scopes: []string{"mch_b"}, Claims: map[string]any{"tenants": []string{"org_1"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oauth, err := e.MintOAuthToken(clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"a", "b"}, Audience: []string{"https://api"}, JWT: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, err := (&m2m_token.Client{Backend: backend}).Create(context.Background(), &m2m_token.CreateParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createdJWT, err := post(backend, "/m2m_tokens", map[string]any{"token_format": "jwt", "claims": map[string]any{"tenants": []string{"org_2"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	createdJWTToken, _ := createdJWT["token"].(string)
+
+	jwks, err := (&jwks.Client{Backend: backend}).Get(context.Background(), &jwks.GetParams{})
+	if err != nil || len(jwks.Keys) != 1 {
+		t.Fatalf("JWKS: %v, %v", jwks, err)
+	}
+	type view struct {
+		Typ, Cat string
+		Claims   map[string]any
+	}
+	decode := func(t *testing.T, token string) view {
+		t.Helper()
+		parsed, err := josejwt.ParseSigned(token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claims := map[string]any{}
+		if err := parsed.Claims(jwks.Keys[0].Key, &claims); err != nil {
+			t.Fatalf("signature with the JWKS key: %v", err)
+		}
+		for _, k := range []string{"iat", "nbf", "exp", "jti"} {
+			if _, ok := claims[k]; !ok {
+				t.Errorf("no %s claim", k)
+			}
+			delete(claims, k)
+		}
+		h := parsed.Headers[0]
+		cat, _ := h.ExtraHeaders["cat"].(string)
+		typ, _ := h.ExtraHeaders["typ"].(string)
+		if h.KeyID != e.KeyID() {
+			t.Errorf("kid = %q, want %q", h.KeyID, e.KeyID())
+		}
+		return view{Typ: typ, Cat: cat, Claims: claims}
+	}
+	tests := []struct {
+		name  string
+		token string
+		want  view
+	}{
+		{"M2M", m2m, view{Typ: "JWT", Cat: clerkemu.CategoryMachine, Claims: map[string]any{
+			"iss": e.Issuer(), "sub": "mch_a", "scopes": "mch_b", "tenants": []any{"org_1"}}}},
+		{"M2M created over HTTP", createdJWTToken, view{Typ: "JWT", Cat: clerkemu.CategoryMachine, Claims: map[string]any{
+			"iss": e.Issuer(), "sub": createdJWT["subject"], "tenants": []any{"org_2"}}}},
+		{"OAuth", oauth, view{Typ: "at+jwt", Claims: map[string]any{
+			"iss": e.Issuer(), "sub": "user_a", "client_id": "client_1", "scope": "a b", "aud": []any{"https://api"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if diff := cmp.Diff(tt.want, decode(t, tt.token)); diff != "" {
+				t.Errorf("JWT (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if !strings.HasPrefix(created.Token, "mt_") {
+		t.Errorf("default token_format: %q, want opaque mt_…", created.Token)
+	}
+	if e.Verifies() != 0 {
+		t.Errorf("minting made %d verify requests", e.Verifies())
+	}
+}
+
+// TestVerifyFaults: SetVerifyStatus answers every verify endpoint with the
+// status; HoldVerifies keeps requests in flight until released, and counts
+// those whose client went away.
+func TestVerifyFaults(t *testing.T) {
+	e, backend := newEmulator(t, clerkemu.Options{})
+	key, err := e.MintAPIKey(clerkemu.APIKey{Subject: "user_a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	paths := map[string]map[string]any{
+		"/m2m_tokens/verify":                       {"token": "mt_x"},
+		"/api_keys/verify":                         {"secret": key},
+		"/oauth_applications/access_tokens/verify": {"access_token": "oat_x"},
+	}
+	for _, status := range []int{http.StatusServiceUnavailable, http.StatusTooManyRequests} {
+		e.SetVerifyStatus(status)
+		for path, body := range paths {
+			if _, err := post(backend, path, body); apiStatus(t, err) != status {
+				t.Errorf("%s with SetVerifyStatus(%d): %v", path, status, err)
+			}
+		}
+	}
+	e.SetVerifyStatus(0)
+	if _, err := post(backend, "/api_keys/verify", paths["/api_keys/verify"]); err != nil {
+		t.Errorf("after SetVerifyStatus(0): %v", err)
+	}
+
+	release := e.HoldVerifies()
+	answered := make(chan error, 1)
+	go func() { _, err := post(backend, "/api_keys/verify", paths["/api_keys/verify"]); answered <- err }()
+	ctx, cancel := context.WithCancel(context.Background())
+	abandoned := make(chan error, 1)
+	go func() {
+		req := clerksdk.NewAPIRequest(http.MethodPost, "/api_keys/verify")
+		req.SetParams(&rawParams{body: paths["/api_keys/verify"]})
+		abandoned <- backend.Call(ctx, req, &rawAnswer{})
+	}()
+	for e.VerifiesInFlight() != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	<-abandoned
+	for e.VerifiesCanceled() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	release()
+	if err := <-answered; err != nil {
+		t.Errorf("held request after release: %v", err)
+	}
+	if got := e.Verifies(); got != 9 {
+		t.Errorf("Verifies = %d, want 9", got)
 	}
 }

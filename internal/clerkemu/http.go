@@ -16,8 +16,12 @@ import (
 //
 //	GET  /v1/jwks
 //	GET  /v1/users/{id}
-//	POST /v1/m2m_tokens          (create)
+//	POST /v1/m2m_tokens                              (create; "token_format": "jwt" too)
 //	POST /v1/m2m_tokens/verify
+//	POST /v1/api_keys                                (create)
+//	POST /v1/api_keys/verify
+//	POST /v1/oauth_applications/access_tokens/verify
+//	POST /v1/emulator/oauth_access_tokens            (the emulator's own: mint an OAuth token)
 //
 // Every request needs "Authorization: Bearer <SecretKey>"; otherwise the
 // answer is 401 with a Clerk error body.
@@ -27,6 +31,10 @@ func (e *Emulator) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/users/{id}", e.serveUser)
 	mux.HandleFunc("POST /v1/m2m_tokens", e.serveCreateMachineToken)
 	mux.HandleFunc("POST /v1/m2m_tokens/verify", e.serveVerifyMachineToken)
+	mux.HandleFunc("POST /v1/api_keys", e.serveCreateAPIKey)
+	mux.HandleFunc("POST /v1/api_keys/verify", e.serveVerifyAPIKey)
+	mux.HandleFunc("POST /v1/oauth_applications/access_tokens/verify", e.serveVerifyOAuthToken)
+	mux.HandleFunc("POST /v1/emulator/oauth_access_tokens", e.serveMintOAuthToken)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "resource_not_found", "not found", "The requested resource was not found.")
 	})
@@ -48,7 +56,7 @@ func (e *Emulator) requireSecret(next http.Handler) http.Handler {
 func (e *Emulator) serveJWKS(w http.ResponseWriter, r *http.Request) {
 	e.jwksFetches.Add(1)
 	e.mu.Lock()
-	delay := e.jwksDelay
+	delay, status := e.jwksDelay, e.jwksStatus
 	keys := make([]jose.JSONWebKey, len(e.keys))
 	for i, k := range e.keys {
 		keys[i] = jose.JSONWebKey{Key: &k.key.PublicKey, KeyID: k.kid, Algorithm: "RS256", Use: "sig"}
@@ -60,6 +68,10 @@ func (e *Emulator) serveJWKS(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
+	}
+	if status != 0 {
+		writeError(w, status, "internal_clerk_error", "Something went wrong", "There was an internal error on our servers.")
+		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
 }

@@ -3,7 +3,9 @@ package clerkemu
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
@@ -18,9 +20,17 @@ type Machine struct {
 	Claims map[string]any
 	// Scopes are the machines this one may call.
 	Scopes []string
-	// TTL is the token's lifetime: 0 never expires, and a negative TTL
-	// mints a token that has already expired.
+	// TTL is the token's lifetime: 0 never expires (a JWT: one hour, as a
+	// JWT needs an exp), and a negative TTL mints a token that has already
+	// expired.
 	TTL time.Duration
+	// JWT mints a JWT, as Clerk does with token_format "jwt": signed with
+	// the instance key, header cat cl_B7d4PD333AAA, sub the machine, jti the
+	// token id, custom claims at the top level. It is verified with the
+	// JWKS, not by the emulator, so it cannot be revoked.
+	JWT bool
+	// Forge alters a JWT (tests).
+	Forge Forge
 }
 
 type machineToken struct {
@@ -28,12 +38,16 @@ type machineToken struct {
 	expires time.Time         // zero: never
 }
 
-// MintMachineToken mints an opaque machine token ("mt_" + 32 random
-// characters) that POST /v1/m2m_tokens/verify accepts until it expires or
-// is revoked.
+// MintMachineToken mints a machine token: opaque ("mt_" + 32 random
+// characters), which POST /v1/m2m_tokens/verify accepts until it expires or
+// is revoked, or, with m.JWT, a JWT.
 func (e *Emulator) MintMachineToken(m Machine) (string, error) {
 	if m.ID == "" {
 		m.ID = "mch_" + randomHex(12)
+	}
+	if m.JWT {
+		token, _, err := e.machineJWT(m)
+		return token, err
 	}
 	claims := json.RawMessage("null")
 	if m.Claims != nil {
@@ -44,6 +58,54 @@ func (e *Emulator) MintMachineToken(m Machine) (string, error) {
 	}
 	mt := e.storeMachineToken(m.ID, claims, m.Scopes, m.TTL)
 	return mt.Token, nil
+}
+
+// machineJWT returns a machine JWT for m and its token id (jti).
+func (e *Emulator) machineJWT(m Machine) (token, id string, err error) {
+	now := time.Now()
+	ttl := m.TTL
+	if ttl == 0 {
+		ttl = time.Hour
+	}
+	claims := maps.Clone(m.Claims)
+	if claims == nil {
+		claims = map[string]any{}
+	}
+	claims["iss"] = e.issuer
+	claims["sub"] = m.ID
+	id = "mt_" + randomHex(16)
+	claims["jti"] = id
+	claims["iat"] = now.Unix()
+	claims["nbf"] = now.Add(-5 * time.Second).Unix()
+	claims["exp"] = now.Add(ttl).Unix()
+	if len(m.Scopes) > 0 {
+		claims["scopes"] = strings.Join(m.Scopes, " ")
+	}
+	token, err = e.forgedJWT(m.Forge, "JWT", CategoryMachine, claims)
+	return token, id, err
+}
+
+// forgedJWT signs claims with header typ and cat as f alters them.
+func (e *Emulator) forgedJWT(f Forge, typ, cat string, claims map[string]any) (string, error) {
+	if f.Issuer != "" {
+		claims["iss"] = f.Issuer
+	}
+	if f.OmitExp {
+		delete(claims, "exp")
+	}
+	maps.Copy(claims, f.Extra)
+	if f.Type != "" {
+		typ = f.Type
+	}
+	if f.Category != "" {
+		cat = f.Category
+	}
+	key, kid := f.signer(e)
+	token, err := sign(key, kid, typ, cat, claims)
+	if err != nil {
+		return "", fmt.Errorf("clerkemu: mint JWT: %w", err)
+	}
+	return token, nil
 }
 
 func (e *Emulator) storeMachineToken(subject string, claims json.RawMessage, scopes []string, ttl time.Duration) clerksdk.M2MTokenWithToken {
@@ -64,15 +126,15 @@ func (e *Emulator) storeMachineToken(subject string, claims json.RawMessage, sco
 		t.expires = now.Add(ttl)
 		t.resp.Expiration = clerksdk.Int64(t.expires.UnixMilli())
 	}
-	token := "mt_" + randomHex(16)
+	token := secret("mt_")
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.tokens[token] = t
 	return clerksdk.M2MTokenWithToken{M2MToken: t.resp, Token: token}
 }
 
-// RevokeMachineToken revokes a token minted by MintMachineToken or created
-// over HTTP. It reports whether the token was known.
+// RevokeMachineToken revokes an opaque token minted by MintMachineToken or
+// created over HTTP. It reports whether the token was known.
 func (e *Emulator) RevokeMachineToken(token string) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -85,23 +147,13 @@ func (e *Emulator) RevokeMachineToken(token string) bool {
 	return ok
 }
 
-// MachineVerifies counts authorized POST /v1/m2m_tokens/verify requests.
-func (e *Emulator) MachineVerifies() int64 { return e.machineVerifies.Load() }
-
-// SetMachineRejectStatus chooses how verify answers a revoked or expired
-// token: 0 (the default) answers 200 with "revoked" or "expired" set;
-// a 4xx status answers that status with a Clerk error body instead. Clerk
-// has been seen to do both.
-func (e *Emulator) SetMachineRejectStatus(status int) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.rejectCode = status
-}
-
+// serveCreateMachineToken is POST /v1/m2m_tokens. With "token_format":
+// "jwt" the token is a JWT, as Clerk issues it.
 func (e *Emulator) serveCreateMachineToken(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		SecondsUntilExpiration *int64          `json:"seconds_until_expiration"`
 		Claims                 json.RawMessage `json:"claims"`
+		TokenFormat            string          `json:"token_format"`
 	}
 	if !readJSON(w, r, &req) {
 		return
@@ -113,36 +165,49 @@ func (e *Emulator) serveCreateMachineToken(w http.ResponseWriter, r *http.Reques
 	if req.Claims == nil {
 		req.Claims = json.RawMessage("null")
 	}
-	writeJSON(w, http.StatusOK, e.storeMachineToken(e.machineID, req.Claims, nil, ttl))
+	switch req.TokenFormat {
+	case "", "opaque":
+		writeJSON(w, http.StatusOK, e.storeMachineToken(e.machineID, req.Claims, nil, ttl))
+	case "jwt":
+		var claims map[string]any
+		if err := json.Unmarshal(req.Claims, &claims); err != nil {
+			writeError(w, http.StatusUnprocessableEntity, "form_param_format_invalid", "is invalid", "claims must be an object.")
+			return
+		}
+		token, id, err := e.machineJWT(Machine{ID: e.machineID, Claims: claims, TTL: ttl})
+		if err != nil {
+			writeError(w, http.StatusInternalServerError, "internal_clerk_error", "Something went wrong", err.Error())
+			return
+		}
+		now := time.Now()
+		resp := clerksdk.M2MTokenWithToken{M2MToken: clerksdk.M2MToken{
+			Object: "machine_to_machine_token", ID: id, Subject: e.machineID,
+			Claims: req.Claims, Scopes: []string{}, CreatedAt: now.UnixMilli(), UpdatedAt: now.UnixMilli(),
+		}, Token: token}
+		writeJSON(w, http.StatusOK, resp)
+	default:
+		writeError(w, http.StatusUnprocessableEntity, "form_param_value_invalid", "is invalid", "token_format must be opaque or jwt.")
+	}
 }
 
 func (e *Emulator) serveVerifyMachineToken(w http.ResponseWriter, r *http.Request) {
-	e.machineVerifies.Add(1)
-	var req struct {
-		Token string `json:"token"`
-	}
-	if !readJSON(w, r, &req) {
-		return
-	}
-	e.mu.Lock()
-	t, ok := e.tokens[req.Token]
-	var resp clerksdk.M2MToken
-	if ok {
-		resp = t.resp
-		resp.Expired = !t.expires.IsZero() && !time.Now().Before(t.expires)
-		now := time.Now().UnixMilli()
-		t.resp.LastUsedAt = &now
-	}
-	reject := e.rejectCode
-	e.mu.Unlock()
-	switch {
-	case !ok:
-		writeError(w, http.StatusNotFound, "resource_not_found", "not found", "The M2M token was not found.")
-	case reject != 0 && resp.Revoked:
-		writeError(w, reject, "token_revoked", "revoked", "The M2M token has been revoked.")
-	case reject != 0 && resp.Expired:
-		writeError(w, reject, "token_expired", "expired", "The M2M token has expired.")
-	default:
-		writeJSON(w, http.StatusOK, resp)
-	}
+	e.serveVerify(w, r, &e.verify.machine, func(reject int) {
+		var req struct {
+			Token string `json:"token"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		e.mu.Lock()
+		t, ok := e.tokens[req.Token]
+		var resp clerksdk.M2MToken
+		if ok {
+			resp = t.resp
+			resp.Expired = !t.expires.IsZero() && !time.Now().Before(t.expires)
+			now := time.Now().UnixMilli()
+			t.resp.LastUsedAt = &now
+		}
+		e.mu.Unlock()
+		writeRefusal(w, reject, ok, resp.Revoked, resp.Expired, "M2M token", resp)
+	})
 }

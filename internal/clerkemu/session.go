@@ -149,22 +149,28 @@ func (e *Emulator) MintSession(s Session) (string, error) {
 		claims[k] = v
 	}
 
-	opts := (&jose.SignerOptions{}).WithType("JWT")
-	if s.Category != "-" {
-		opts = opts.WithHeader("cat", s.Category)
+	token, err := sign(key, kid, "JWT", s.Category, claims)
+	if err != nil {
+		return "", fmt.Errorf("clerkemu: mint session: %w", err)
+	}
+	return token, nil
+}
+
+// sign returns claims as an RS256 compact JWS with header typ, kid and,
+// unless it is "-" or empty, cat.
+func sign(key *rsa.PrivateKey, kid, typ, cat string, claims map[string]any) (string, error) {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
+	if cat != "-" && cat != "" {
+		opts = opts.WithHeader("cat", cat)
 	}
 	sig, err := jose.NewSigner(jose.SigningKey{
 		Algorithm: jose.RS256,
 		Key:       jose.JSONWebKey{Key: key, KeyID: kid, Algorithm: string(jose.RS256)},
 	}, opts)
 	if err != nil {
-		return "", fmt.Errorf("clerkemu: mint session: %w", err)
+		return "", err
 	}
-	token, err := jwt.Signed(sig).Claims(claims).CompactSerialize()
-	if err != nil {
-		return "", fmt.Errorf("clerkemu: mint session: %w", err)
-	}
-	return token, nil
+	return jwt.Signed(sig).Claims(claims).CompactSerialize()
 }
 
 // encodePermissions encodes organization permissions as Clerk's v2 claims

@@ -24,7 +24,7 @@ const usage = `Usage: gatehouse <command> [flags]
 Commands:
   serve      run the gRPC API and the HTTP listener (configuration from the environment)
   dev        run locally with a built-in Clerk emulator: no account, no network
-  token      mint a dev session token (or --machine token) for a running "gatehouse dev"
+  token      mint a dev credential (session, --machine, --api-key, --oauth) for a running "gatehouse dev"
   webhook    send a signed sample Clerk webhook to a running "gatehouse dev"
   migrate    create or update the database schema and exit
   version    print the version

@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/loopback"
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // Dev user and organization, known to the emulator from the start.
@@ -176,10 +177,11 @@ func requireLoopback(addr string) error {
 func loadOrCreateWebhookSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
-		if s := strings.TrimSpace(string(b)); strings.HasPrefix(s, "whsec_") {
-			return s, nil
+		s := strings.TrimSpace(string(b))
+		if err := webhook.CheckSecret(s); err != nil {
+			return "", fmt.Errorf("%s: %w; delete it to start afresh", path, err)
 		}
-		return "", fmt.Errorf("%s: not a whsec_ secret; delete it to start afresh", path)
+		return s, nil
 	}
 	if !errors.Is(err, os.ErrNotExist) {
 		return "", err

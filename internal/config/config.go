@@ -17,8 +17,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
+
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // Defaults.
@@ -27,6 +30,17 @@ const (
 	DefaultHTTPAddr        = ":8080"
 	DefaultClerkAPIURL     = "https://api.clerk.com/v1"
 	DefaultRefetchInterval = 5 * time.Second
+	DefaultVerifyBurst     = 20
+	DefaultVerifyRate      = 10.0
+)
+
+// Bounds of GATEHOUSE_WEBHOOK_RETENTION. Below a day, Svix's retries of a
+// delivery (spread over about a day) may outlive its record and be applied
+// again, harmlessly but answered "stale" rather than "duplicate"; an hour is
+// the floor. A year is the ceiling: the records hold personal data.
+const (
+	MinWebhookRetention = time.Hour
+	MaxWebhookRetention = 365 * 24 * time.Hour
 )
 
 // Config is Gatehouse's configuration. See the README's table.
@@ -54,6 +68,17 @@ type Config struct {
 	// Migrate says whether serve migrates the schema on start
 	// (GATEHOUSE_MIGRATE, default true).
 	Migrate bool
+	// OAuthAudiences, when set, are the audiences an OAuth access token
+	// must name one of (GATEHOUSE_OAUTH_AUDIENCE).
+	OAuthAudiences []string
+	// VerifyBurst and VerifyRate are each caller address's token bucket of
+	// calls to Clerk's verify endpoints (GATEHOUSE_VERIFY_RATE,
+	// "burst,refill per second").
+	VerifyBurst int
+	VerifyRate  float64
+	// WebhookRetention is how long the record of a webhook delivery (its
+	// svix-id and raw payload) is kept (GATEHOUSE_WEBHOOK_RETENTION).
+	WebhookRetention time.Duration
 
 	LogFormat string // json or text
 	LogLevel  slog.Level
@@ -79,6 +104,10 @@ func Load(getenv Getenv) (*Config, error) {
 		WebhookSecret:       strings.TrimSpace(getenv("CLERK_WEBHOOK_SIGNING_SECRET")),
 		JWKSRefetchInterval: DefaultRefetchInterval,
 		Migrate:             true,
+		OAuthAudiences:      SplitList(getenv("GATEHOUSE_OAUTH_AUDIENCE")),
+		VerifyBurst:         DefaultVerifyBurst,
+		VerifyRate:          DefaultVerifyRate,
+		WebhookRetention:    webhook.DefaultRetention,
 		LogFormat:           cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "json"),
 	}
 
@@ -139,8 +168,8 @@ func Load(getenv Getenv) (*Config, error) {
 
 	if c.WebhookSecret == "" {
 		bad("CLERK_WEBHOOK_SIGNING_SECRET", "set it (whsec_…) from the Clerk dashboard's webhook endpoint")
-	} else if _, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(c.WebhookSecret, "whsec_")); err != nil {
-		bad("CLERK_WEBHOOK_SIGNING_SECRET", "want whsec_ followed by base64")
+	} else if err := webhook.CheckSecret(c.WebhookSecret); err != nil {
+		bad("CLERK_WEBHOOK_SIGNING_SECRET", "%v", err)
 	}
 
 	if v := getenv("GATEHOUSE_JWKS_REFETCH_INTERVAL"); v != "" {
@@ -149,6 +178,15 @@ func Load(getenv Getenv) (*Config, error) {
 			bad("GATEHOUSE_JWKS_REFETCH_INTERVAL", "want a duration between 1s and 1h, got %q", v)
 		} else {
 			c.JWKSRefetchInterval = d
+		}
+	}
+	if v := strings.TrimSpace(getenv("GATEHOUSE_WEBHOOK_RETENTION")); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < MinWebhookRetention || d > MaxWebhookRetention {
+			bad("GATEHOUSE_WEBHOOK_RETENTION", "want a duration between %s and %s (e.g. 168h for 7 days), got %q",
+				fmtHours(MinWebhookRetention), fmtHours(MaxWebhookRetention), v)
+		} else {
+			c.WebhookRetention = d
 		}
 	}
 	if v := getenv("GATEHOUSE_ROLE_PERMISSIONS"); v != "" {
@@ -164,6 +202,19 @@ func Load(getenv Getenv) (*Config, error) {
 			bad("GATEHOUSE_MIGRATE", "want true or false, got %q", v)
 		}
 		c.Migrate = b
+	}
+	for _, aud := range c.OAuthAudiences {
+		if strings.ContainsFunc(aud, unicode.IsSpace) {
+			bad("GATEHOUSE_OAUTH_AUDIENCE", "want comma-separated audiences without spaces, got %q", aud)
+		}
+	}
+	if v := strings.TrimSpace(getenv("GATEHOUSE_VERIFY_RATE")); v != "" {
+		burst, rate, err := ParseVerifyRate(v)
+		if err != nil {
+			bad("GATEHOUSE_VERIFY_RATE", "%v", err)
+		} else {
+			c.VerifyBurst, c.VerifyRate = burst, rate
+		}
 	}
 	if v := getenv("GATEHOUSE_PAGE_TOKEN_SECRET"); v != "" {
 		if len(v) < 32 {
@@ -203,6 +254,12 @@ func ParseOrigins(list string) ([]string, error) {
 		}
 	}
 	return origins, nil
+}
+
+// fmtHours writes d in hours, as GATEHOUSE_WEBHOOK_RETENTION is usually
+// written ("168h", not "168h0m0s").
+func fmtHours(d time.Duration) string {
+	return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
 }
 
 // Error lists every configuration problem.
@@ -261,6 +318,25 @@ func ParseRolePermissions(s string) (map[string][]string, error) {
 		out[role] = list
 	}
 	return out, nil
+}
+
+// ParseVerifyRate reads GATEHOUSE_VERIFY_RATE: "burst,refill", a whole
+// burst of 1 to 10,000 calls and a refill of more than 0 and at most 10,000
+// calls per second, e.g. "20,10" or "5,0.5".
+func ParseVerifyRate(s string) (burst int, perSecond float64, err error) {
+	b, r, ok := strings.Cut(s, ",")
+	if !ok {
+		return 0, 0, fmt.Errorf("want burst,refill per second like 20,10, got %q", s)
+	}
+	burst, err = strconv.Atoi(strings.TrimSpace(b))
+	if err != nil || burst < 1 || burst > 10_000 {
+		return 0, 0, fmt.Errorf("burst: want a whole number from 1 to 10000, got %q", b)
+	}
+	perSecond, err = strconv.ParseFloat(strings.TrimSpace(r), 64)
+	if err != nil || !(perSecond > 0 && perSecond <= 10_000) {
+		return 0, 0, fmt.Errorf("refill: want calls per second, more than 0 and at most 10000, got %q", r)
+	}
+	return burst, perSecond, nil
 }
 
 // SplitList reads a comma-separated list, as in CLERK_AUTHORIZED_PARTIES

@@ -15,24 +15,27 @@
 //     only with text that is safe to show (never SQL, tokens or secrets);
 //   - a *BadRequest: INVALID_ARGUMENT with google.rpc.BadRequest details;
 //   - a status error (from status.Error, or a downstream gRPC call): as is;
+//   - tenancy.ErrTenantDeleted (a write into a tenant Clerk has deleted):
+//     FAILED_PRECONDITION, and its full message;
+//   - a database outage (store.IsUnavailable) or ErrUnavailable:
+//     UNAVAILABLE with google.rpc.RetryInfo;
 //   - everything else: a generic message for its code, the detail logged.
 package derrors
 
 import (
 	"context"
-	"database/sql"
-	"database/sql/driver"
 	"errors"
-	"net"
 	"strings"
-	"syscall"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/ent/privacy"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 )
 
 // The domain's kinds of failure. Each maps to the gRPC code of the same name.
@@ -132,7 +135,6 @@ func classify(err error) verdict {
 		br     *BadRequest
 		se     interface{ GRPCStatus() *status.Status }
 		sqlErr interface{ SQLState() string }
-		netErr net.Error
 	)
 	switch {
 	case err == nil:
@@ -162,7 +164,10 @@ func classify(err error) verdict {
 	case errors.Is(err, ErrUnauthenticated):
 		return verdict{status: status.New(codes.Unauthenticated, err.Error())}
 	case errors.Is(err, ErrUnavailable):
-		return verdict{status: status.New(codes.Unavailable, err.Error())}
+		return verdict{status: withRetryInfo(status.New(codes.Unavailable, err.Error()))}
+	case errors.Is(err, tenancy.ErrTenantDeleted):
+		// A write into a tenant Clerk has deleted: retrying will not help.
+		return verdict{status: status.New(codes.FailedPrecondition, err.Error())}
 
 	case ent.IsNotFound(err):
 		// A row filtered out by the tenant policy is indistinguishable from
@@ -176,28 +181,35 @@ func classify(err error) verdict {
 		// more than that.
 		return generic(codes.PermissionDenied, "permission denied")
 
+	case store.IsUnavailable(err):
+		return unavailable()
 	case errors.As(err, &sqlErr):
-		// Connection exceptions (08…), insufficient resources (53…), and a
-		// server shutting down or starting up (57P01–03) pass; retry.
-		switch state := sqlErr.SQLState(); {
-		case strings.HasPrefix(state, "08"), strings.HasPrefix(state, "53"),
-			state == "57P01", state == "57P02", state == "57P03":
-			return generic(codes.Unavailable, "database unavailable")
-		case state == "40001", state == "40P01": // serialization failure, deadlock
+		switch sqlErr.SQLState() {
+		case "40001", "40P01": // serialization failure, deadlock
 			return generic(codes.Aborted, "concurrent update; retry")
-		case state == "57014": // query canceled: the caller went away
+		case "57014": // query canceled: the caller went away
 			return verdict{status: status.New(codes.Canceled, "canceled")}
 		}
 		return generic(codes.Internal, "internal error")
-	case errors.Is(err, driver.ErrBadConn),
-		errors.Is(err, sql.ErrConnDone),
-		errors.Is(err, syscall.ECONNREFUSED),
-		errors.Is(err, syscall.ECONNRESET),
-		errors.As(err, &netErr),
-		strings.Contains(err.Error(), "connection refused"):
-		return generic(codes.Unavailable, "database unavailable")
 	}
 	return generic(codes.Internal, "internal error")
+}
+
+// unavailable is the verdict on a database outage (store.IsUnavailable):
+// UNAVAILABLE with RetryInfo, so that clients retry — the generated clients'
+// service config retries UNAVAILABLE with backoff — and the cause logged.
+func unavailable() verdict {
+	v := generic(codes.Unavailable, "database unavailable")
+	v.status = withRetryInfo(v.status)
+	return v
+}
+
+// withRetryInfo adds google.rpc.RetryInfo suggesting store.RetryAfter.
+func withRetryInfo(st *status.Status) *status.Status {
+	if withInfo, err := st.WithDetails(&errdetails.RetryInfo{RetryDelay: durationpb.New(store.RetryAfter)}); err == nil {
+		return withInfo
+	}
+	return st
 }
 
 func badRequestStatus(br *BadRequest) *status.Status {

@@ -27,6 +27,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/privacy"
 	_ "github.com/gatehouse-dev/gatehouse/ent/runtime" // privacy policies
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -43,6 +44,7 @@ func TestStatus(t *testing.T) {
 		{"permission denied sentinel", derrors.ErrPermissionDenied, codes.PermissionDenied, "permission denied"},
 		{"unauthenticated sentinel", fmt.Errorf("token expired: %w", derrors.ErrUnauthenticated), codes.Unauthenticated, "token expired: unauthenticated"},
 		{"unavailable sentinel", fmt.Errorf("clerk: %w", derrors.ErrUnavailable), codes.Unavailable, "clerk: unavailable"},
+		{"deleted tenant", fmt.Errorf("create project: organization org_x: %w", tenancy.ErrTenantDeleted), codes.FailedPrecondition, "create project: organization org_x: the tenant was deleted and takes no new data"},
 		{"status passes through", status.Error(codes.ResourceExhausted, "slow down"), codes.ResourceExhausted, "slow down"},
 		{"wrapped status passes through", fmt.Errorf("verify: %w", status.Error(codes.Unauthenticated, "token expired")), codes.Unauthenticated, "token expired"},
 		{"canceled", fmt.Errorf("list projects: %w", context.Canceled), codes.Canceled, "context canceled"},
@@ -59,7 +61,8 @@ func TestStatus(t *testing.T) {
 		{"bad connection", fmt.Errorf("exec: %w", driver.ErrBadConn), codes.Unavailable, "database unavailable"},
 		{"connection done", sql.ErrConnDone, codes.Unavailable, "database unavailable"},
 		{"dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, codes.Unavailable, "database unavailable"},
-		{"refused as text", errors.New("dial tcp 127.0.0.1:5432: connect: connection refused"), codes.Unavailable, "database unavailable"},
+		{"dial refused, as lib/pq wraps it", fmt.Errorf("connecting to 127.0.0.1:5432: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), codes.Unavailable, "database unavailable"},
+		{"postgres admin shutdown, as lib/pq reports a FATAL error", fmt.Errorf("commit: %w", driver.ErrBadConn), codes.Unavailable, "database unavailable"},
 		{"unknown error hides its text", errors.New("pq: relation \"projects\" does not exist at SELECT * FROM projects"), codes.Internal, "internal error"},
 	}
 	for _, tt := range tests {
@@ -69,6 +72,28 @@ func TestStatus(t *testing.T) {
 				t.Errorf("Status(%v) = %v %q, want %v %q", tt.err, st.Code(), st.Message(), tt.wantCode, tt.wantMsg)
 			}
 		})
+	}
+}
+
+// TestUnavailableCarriesRetryInfo: a database outage tells the client when
+// to retry, as the auth path does, so that every UNAVAILABLE a client sees
+// from Gatehouse can be retried the same way.
+func TestUnavailableCarriesRetryInfo(t *testing.T) {
+	for _, err := range []error{
+		fmt.Errorf("list projects: %w", &pq.Error{Code: "57P01"}),
+		fmt.Errorf("create project: %w", driver.ErrBadConn),
+		fmt.Errorf("clerk: %w", derrors.ErrUnavailable),
+	} {
+		st := derrors.Status(err)
+		var retry *errdetails.RetryInfo
+		for _, d := range st.Details() {
+			if r, ok := d.(*errdetails.RetryInfo); ok {
+				retry = r
+			}
+		}
+		if st.Code() != codes.Unavailable || retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+			t.Errorf("Status(%v) = %v with details %v, want UNAVAILABLE with RetryInfo", err, st.Code(), st.Details())
+		}
 	}
 }
 

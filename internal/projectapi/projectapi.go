@@ -58,17 +58,18 @@ func New(client *ent.Client, tokens *pagetoken.Codec) *Service {
 }
 
 // CreateProject creates an active project in the caller's tenant, owned by
-// the calling user. Invalid name or description: INVALID_ARGUMENT with field
-// violations; a machine caller: PERMISSION_DENIED.
+// the calling user — or, when an organization calls with its own API key,
+// by that key (owner_id ak_…). Invalid name or description: INVALID_ARGUMENT
+// with field violations; a machine caller: PERMISSION_DENIED; a tenant whose
+// organization or user was deleted: FAILED_PRECONDITION.
 func (s *Service) CreateProject(ctx context.Context, req *gatehousev1.CreateProjectRequest) (*gatehousev1.CreateProjectResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if p.Kind != viewer.KindUser {
-		// The access rule already keeps machines out; a project needs a user
-		// as its owner, so say so here too.
-		return nil, fmt.Errorf("only users can create projects: %w", derrors.ErrPermissionDenied)
+	owner, err := ownerOf(p)
+	if err != nil {
+		return nil, err
 	}
 	var bad derrors.BadRequest
 	name := checkName(&bad, "name", req.GetName())
@@ -77,18 +78,35 @@ func (s *Service) CreateProject(ctx context.Context, req *gatehousev1.CreateProj
 		return nil, err
 	}
 	now := now()
-	row, err := s.client.Project.Create().
-		SetOwnerID(p.Subject).
-		SetName(name).
-		SetDescription(req.GetDescription()).
-		SetStatus(project.StatusActive).
-		SetCreatedAt(now).
-		SetUpdatedAt(now).
-		Save(ctx)
+	var row *ent.Project
+	err = s.write(ctx, func(tx *ent.Client) (err error) {
+		row, err = tx.Project.Create().
+			SetOwnerID(owner).
+			SetName(name).
+			SetDescription(req.GetDescription()).
+			SetStatus(project.StatusActive).
+			SetCreatedAt(now).
+			SetUpdatedAt(now).
+			Save(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("create project: %w", err)
 	}
 	return &gatehousev1.CreateProjectResponse{Project: toProto(row)}, nil
+}
+
+// ownerOf is who owns what p creates: a user, or the API key an
+// organization called with. The access rule already keeps machines out; a
+// project needs an owner, so say so here too.
+func ownerOf(p *viewer.Principal) (string, error) {
+	switch {
+	case p.Kind == viewer.KindUser:
+		return p.Subject, nil
+	case p.Kind == viewer.KindOrganization && p.Credential == viewer.CredentialAPIKey && p.SessionID != "":
+		return p.SessionID, nil
+	}
+	return "", fmt.Errorf("only users and organizations' API keys can create projects: %w", derrors.ErrPermissionDenied)
 }
 
 // GetProject returns a project of the caller's tenant; any other id is
@@ -155,7 +173,8 @@ func before(cur pagetoken.Cursor) predicate.Project {
 
 // UpdateProject sets the fields of project named by update_mask (name,
 // description, status). An empty mask, an unknown path, or an invalid value
-// is INVALID_ARGUMENT; a project outside the caller's tenant is NOT_FOUND.
+// is INVALID_ARGUMENT; a project outside the caller's tenant is NOT_FOUND;
+// any project of a deleted tenant is FAILED_PRECONDITION.
 func (s *Service) UpdateProject(ctx context.Context, req *gatehousev1.UpdateProjectRequest) (*gatehousev1.UpdateProjectResponse, error) {
 	in := req.GetProject()
 	var bad derrors.BadRequest
@@ -204,19 +223,23 @@ func (s *Service) UpdateProject(ctx context.Context, req *gatehousev1.UpdateProj
 		return nil, errProjectNotFound
 	}
 
-	// One UPDATE … WHERE id = ? AND tenant_id = ?, then a read of the row,
-	// which ent runs in a transaction of its own: no read-modify-write here.
-	u := s.client.Project.UpdateOneID(in.GetId()).SetUpdatedAt(now())
-	if setName {
-		u.SetName(name)
-	}
-	if setDescription {
-		u.SetDescription(in.GetDescription())
-	}
-	if setStatus {
-		u.SetStatus(status)
-	}
-	row, err := u.Save(ctx)
+	// One UPDATE … WHERE id = ? AND tenant_id = ?, then a read of the row:
+	// no read-modify-write here.
+	var row *ent.Project
+	err := s.write(ctx, func(tx *ent.Client) (err error) {
+		u := tx.Project.UpdateOneID(in.GetId()).SetUpdatedAt(now())
+		if setName {
+			u.SetName(name)
+		}
+		if setDescription {
+			u.SetDescription(in.GetDescription())
+		}
+		if setStatus {
+			u.SetStatus(status)
+		}
+		row, err = u.Save(ctx)
+		return err
+	})
 	if err != nil {
 		return nil, notFound(err)
 	}
@@ -233,6 +256,26 @@ func (s *Service) DeleteProject(ctx context.Context, req *gatehousev1.DeleteProj
 		return nil, notFound(err)
 	}
 	return &gatehousev1.DeleteProjectResponse{}, nil
+}
+
+// write runs f, the creates and updates of one RPC, in a transaction of
+// its own. The store requires one: in it, it checks that the caller's
+// tenant has not been deleted (organization.deleted, user.deleted) and
+// holds that answer until the write commits; a deleted tenant is
+// tenancy.ErrTenantDeleted, FAILED_PRECONDITION.
+func (s *Service) write(ctx context.Context, f func(tx *ent.Client) error) error {
+	tx, err := s.client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	if err := f(tx.Client()); err != nil {
+		tx.Rollback() //nolint:errcheck // the write's error is the one to report
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 var errProjectNotFound = fmt.Errorf("project %w", derrors.ErrNotFound)

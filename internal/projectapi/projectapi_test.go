@@ -207,6 +207,29 @@ func TestCreateProjectValidation(t *testing.T) {
 	})
 }
 
+// TestCreateProjectWithOrganizationKey: an organization calling with its
+// own API key creates projects owned by the key, in the organization.
+func TestCreateProjectWithOrganizationKey(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		f := setup(t, s)
+		const keyID = "ak_3beecc9c60adb5f9b850e91a8ee1e992"
+		ctx := viewer.NewContext(context.Background(), &viewer.Principal{
+			Kind: viewer.KindOrganization, Credential: viewer.CredentialAPIKey, Subject: orgA, SessionID: keyID,
+			TenantID: orgA, OrgID: orgA, Permissions: []string{"org:projects:create", "org:projects:read"},
+		})
+		got := f.create(t, ctx, "by key")
+		want := &gatehousev1.Project{TenantId: orgA, OwnerId: keyID, Name: "by key", Description: "about by key",
+			Status: gatehousev1.ProjectStatus_PROJECT_STATUS_ACTIVE}
+		if diff := cmp.Diff(want, got, protocmp.Transform(), ignoreGenerated); diff != "" {
+			t.Errorf("created project (-want +got):\n%s", diff)
+		}
+		list, err := f.svc.ListProjects(as(alice, orgA), &gatehousev1.ListProjectsRequest{})
+		if err != nil || len(list.GetProjects()) != 1 || list.GetProjects()[0].GetOwnerId() != keyID {
+			t.Errorf("a member lists %v, %v; want the key's project", list, err)
+		}
+	})
+}
+
 func TestCreateProjectByMachineIsDenied(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		f := setup(t, s)

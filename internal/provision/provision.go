@@ -28,6 +28,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/membership"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -109,6 +110,10 @@ type Provisioner struct {
 
 	mu    sync.Mutex
 	known map[string]knownUser
+	// forgets counts Forget and ForgetAll calls, so that a look-up that
+	// began before one does not cache the row it read, which may be the
+	// very one the change replaced.
+	forgets uint64
 }
 
 // knownUser is a user row found live, trusted until a time.
@@ -225,6 +230,9 @@ func (pv *Provisioner) ensure(ctx context.Context, id string) error {
 // check looks the user up: done when the row exists (with an error if it
 // is a tombstone), not done when there is no row.
 func (pv *Provisioner) check(sys context.Context, id string) (done bool, err error) {
+	pv.mu.Lock()
+	forgets := pv.forgets
+	pv.mu.Unlock()
 	u, err := pv.client.User.Get(sys, id)
 	switch {
 	case ent.IsNotFound(err):
@@ -235,15 +243,16 @@ func (pv *Provisioner) check(sys context.Context, id string) (done bool, err err
 		pv.Forget(id)
 		return true, ErrDeletedUser
 	}
-	pv.remember(u)
+	pv.remember(u, forgets)
 	return true, nil
 }
 
 // LiveUser returns the row of user id if EnsureUser found it live within the
 // last LiveTTL, so that GetMe need not read again the row auth has just
 // vouched for. The row is shared: callers must not modify it. A change made
-// through a webhook on this replica shows at once (see Forget); one made on
-// another replica, within LiveTTL.
+// through a webhook shows at once on this replica and, through Postgres
+// notifications (internal/invalidation), within a second on the others
+// (see Forget); within LiveTTL if notifications are lost.
 func (pv *Provisioner) LiveUser(id string) (*ent.User, bool) {
 	now := pv.now()
 	pv.mu.Lock()
@@ -256,17 +265,45 @@ func (pv *Provisioner) LiveUser(id string) (*ent.User, bool) {
 }
 
 // Forget drops what the Provisioner knows of user id; the next call looks
-// the user up again. The webhook receiver calls it when a user event applies.
+// the user up again. It is called when a user event is applied, here or on
+// another replica (Invalidate).
 func (pv *Provisioner) Forget(id string) {
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
 	delete(pv.known, id)
+	pv.forgets++
 }
 
-func (pv *Provisioner) remember(u *ent.User) {
+// ForgetAll drops every user the Provisioner knows.
+func (pv *Provisioner) ForgetAll() {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	clear(pv.known)
+	pv.forgets++
+}
+
+var _ invalidation.Cache = (*Provisioner)(nil)
+
+// Invalidate forgets the user key names (invalidation.User); it ignores
+// other keys.
+func (pv *Provisioner) Invalidate(key invalidation.Key) {
+	if id, ok := key.UserID(); ok {
+		pv.Forget(id)
+	}
+}
+
+// InvalidateAll forgets every user: notifications of changes may have been
+// lost.
+func (pv *Provisioner) InvalidateAll() { pv.ForgetAll() }
+
+// remember caches u as live, unless a Forget came since forgets was read.
+func (pv *Provisioner) remember(u *ent.User, forgets uint64) {
 	now := pv.now()
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
+	if pv.forgets != forgets {
+		return
+	}
 	if len(pv.known) >= pv.maxKnown {
 		for k, ku := range pv.known {
 			if !now.Before(ku.until) {

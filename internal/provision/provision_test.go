@@ -2,6 +2,7 @@ package provision_test
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"net/http"
 	"net/http/httptest"
@@ -17,10 +18,12 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/provision"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // clerkAPI is an emulator served over HTTP, with the production client and
@@ -346,3 +349,130 @@ func TestEnsureUserCallerDeadline(t *testing.T) {
 type sourceFunc func(ctx context.Context, id string) (*clerk.User, error)
 
 func (f sourceFunc) User(ctx context.Context, id string) (*clerk.User, error) { return f(ctx, id) }
+
+// TestForgetDuringALookUpWins: a Forget (a webhook changed the user) that
+// comes while EnsureUser is reading the row keeps that read from being
+// trusted: the row read may be the very one the change replaced.
+func TestForgetDuringALookUpWins(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	p := provision.New(s.Client, nil, provision.Options{})
+	ctx := context.Background()
+	if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
+		t.Fatal(err)
+	}
+	p.Forget("user_raced")
+
+	reading, resume := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s.Client.User.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
+		return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
+			v, err := next.Query(ctx, q)
+			once.Do(func() { close(reading); <-resume }) // the row is read, not yet trusted
+			return v, err
+		})
+	}))
+	done := make(chan error, 1)
+	go func() { done <- p.EnsureUser(ctx, principal("user_raced")) }()
+	<-reading
+	p.Forget("user_raced")
+	close(resume)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.LiveUser("user_raced"); ok {
+		t.Error("the row read before the Forget is trusted after it")
+	}
+	if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.LiveUser("user_raced"); !ok {
+		t.Error("a look-up after the Forget is not trusted")
+	}
+}
+
+// TestInvalidate: the keys of users drop them, other keys nothing, and a
+// reset drops everyone.
+func TestInvalidate(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	p := provision.New(s.Client, nil, provision.Options{})
+	ctx := context.Background()
+	for _, id := range []string{"user_a", "user_b"} {
+		if err := p.EnsureUser(ctx, principal(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Invalidate(invalidation.Organization("user_a"))
+	p.Invalidate(invalidation.Membership("org_x", "user_a"))
+	if _, ok := p.LiveUser("user_a"); !ok {
+		t.Error("a key of another kind dropped user_a")
+	}
+	p.Invalidate(invalidation.User("user_a"))
+	if _, ok := p.LiveUser("user_a"); ok {
+		t.Error("user_a is still trusted after Invalidate(User(user_a))")
+	}
+	if _, ok := p.LiveUser("user_b"); !ok {
+		t.Error("Invalidate(User(user_a)) dropped user_b")
+	}
+	p.InvalidateAll()
+	if _, ok := p.LiveUser("user_b"); ok {
+		t.Error("user_b is still trusted after InvalidateAll")
+	}
+}
+
+// TestEnsureUserCleansClerkStrings: a profile Postgres could not store as is
+// (a NUL byte in a name) does not lock the user out, and is stored exactly
+// as a webhook carrying the same profile stores it.
+func TestEnsureUserCleansClerkStrings(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		api := newClerkAPI(t)
+		profile := clerkemu.User{
+			Email: "ada\x00@example.com", FirstName: "Ada\x00", LastName: strings.Repeat("Lovelace ", 300),
+			CreatedAt: created, UpdatedAt: updated,
+		}
+		fetched := profile
+		fetched.ID = "user_fetched"
+		api.emu.AddUser(fetched)
+		p := provision.New(s.Client, api.client, provision.Options{})
+		if err := p.EnsureUser(context.Background(), principal("user_fetched")); err != nil {
+			t.Fatalf("first sight of a profile with a NUL: %v", err)
+		}
+
+		// The same profile, from a webhook.
+		secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("provision test secret, 32 bytes."))
+		r, err := webhook.New(webhook.Config{Client: s.Client, Dialect: s.Dialect, Secret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := clerkemu.SampleEvent(webhook.TypeUserCreated, clerkemu.Sample{
+			UserID: "user_hooked", Email: profile.Email, FirstName: profile.FirstName, LastName: profile.LastName, UpdatedAt: updated,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, err := clerkemu.NewWebhookRequest(context.Background(), "http://gatehouse/webhooks/clerk", secret, "", time.Now(), body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := httptest.NewRecorder()
+		r.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			t.Fatalf("webhook with the same profile: %d %s", w.Code, w.Body)
+		}
+
+		got, hooked := getUser(t, s, "user_fetched"), getUser(t, s, "user_hooked")
+		if strings.ContainsRune(got.Email+got.FirstName+got.LastName, 0) || got.FirstName != "Ada" || got.Email != "ada@example.com" {
+			t.Errorf("stored %q %q: want the NUL dropped", got.Email, got.FirstName)
+		}
+		if len(got.LastName) > 2048 || !strings.HasPrefix(got.LastName, "Lovelace Lovelace") {
+			t.Errorf("stored a last name of %d bytes", len(got.LastName))
+		}
+		type strs struct{ Email, FirstName, LastName string }
+		if diff := cmp.Diff(strs{hooked.Email, hooked.FirstName, hooked.LastName}, strs{got.Email, got.FirstName, got.LastName}); diff != "" {
+			t.Errorf("first sight stores Clerk's strings unlike the webhook (-webhook +first sight):\n%s", diff)
+		}
+		// The user is not locked out: the next call finds the row live.
+		if err := p.EnsureUser(context.Background(), principal("user_fetched")); err != nil {
+			t.Errorf("second call: %v", err)
+		}
+	})
+}

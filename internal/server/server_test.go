@@ -52,12 +52,16 @@ type projects struct {
 	gatehousev1.UnimplementedProjectServiceServer
 }
 
-// fakeAuth lets every call in as user_test: this package tests the
-// server's plumbing, not authentication.
+// fakeAuth lets every call in as user_test — this package tests the
+// server's plumbing, not authentication — except in mode "auth-down", where
+// it fails as auth does when the database is down.
 func fakeAuth() server.Interceptors {
 	p := &viewer.Principal{Kind: viewer.KindUser, Subject: "user_test", TenantID: "user_test"}
 	return server.Interceptors{
 		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			if md, _ := metadata.FromIncomingContext(ctx); strings.Join(md.Get("mode"), "") == "auth-down" {
+				return nil, &authError{cause: errors.New("look up user_test: dial tcp 10.0.0.5:5432: connect: connection refused")}
+			}
 			return h(viewer.NewContext(ctx, p), req)
 		},
 		Stream: func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
@@ -65,6 +69,14 @@ func fakeAuth() server.Interceptors {
 		},
 	}
 }
+
+// authError is shaped like auth.Error: a status for the client, and a cause
+// for the log only.
+type authError struct{ cause error }
+
+func (e *authError) Error() string              { return "authentication unavailable: store_unavailable" }
+func (e *authError) GRPCStatus() *status.Status { return status.New(codes.Unavailable, e.Error()) }
+func (e *authError) Unwrap() error              { return e.cause }
 
 func passThrough() server.Interceptors {
 	return server.Interceptors{
@@ -200,6 +212,27 @@ func TestOneLogLinePerCall(t *testing.T) {
 	}
 	if strings.Contains(r.logs.String(), "secret-token-text") {
 		t.Error("the log contains the token")
+	}
+}
+
+// TestAuthFailureIsLoggedWithItsCause: a call the auth interceptor fails
+// as UNAVAILABLE (or INTERNAL) is logged with the cause the client is not
+// shown, so that an operator can tell why.
+func TestAuthFailureIsLoggedWithItsCause(t *testing.T) {
+	r := serve(t, nil)
+	err := call(context.Background(), r, "auth-down")
+	if st := status.Convert(err); st.Code() != codes.Unavailable || strings.Contains(st.Message(), "10.0.0.5") {
+		t.Fatalf("call: %v, want UNAVAILABLE without the cause", err)
+	}
+	var line map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(r.logs.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err == nil && m["msg"] == "rpc" {
+			line = m
+		}
+	}
+	if cause, _ := line["cause"].(string); !strings.Contains(cause, "connection refused") {
+		t.Errorf("rpc log line %v: want the cause", line)
 	}
 }
 

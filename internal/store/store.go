@@ -9,10 +9,12 @@ package store
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -36,6 +38,8 @@ type Store struct {
 	DB *sql.DB
 	// Dialect is dialect.Postgres or dialect.SQLite.
 	Dialect string
+
+	dsn string // what the driver was opened with, for NewListener
 }
 
 // Open connects to databaseURL: "" or a file path or "file:" / "sqlite:" URL
@@ -64,17 +68,65 @@ func Open(ctx context.Context, databaseURL string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to %s database: %w", dia, err)
 	}
-	drv := entsql.OpenDB(dia, db)
-	return &Store{Client: ent.NewClient(ent.Driver(drv)), DB: db, Dialect: dia}, nil
+	drv := notifyingDriver{entsql.OpenDB(dia, db)}
+	return &Store{Client: ent.NewClient(ent.Driver(drv)), DB: db, Dialect: dia, dsn: dsn}, nil
 }
+
+// migrateMu serializes migrations within a process: ent's Schema.Create
+// mutates the package-level table definitions (ent/migrate.Tables) as it
+// plans, so two at once — two stores in one process — race.
+var migrateMu sync.Mutex
+
+// MigrationLock is the key of the Postgres session advisory lock that
+// serializes schema migrations across processes ("gatehous" in ASCII). A
+// replica waiting for it shows in pg_locks as an advisory lock not granted.
+const MigrationLock int64 = 0x67617465686f7573
 
 // Migrate creates or updates the schema. It only adds: columns and tables are
 // never dropped.
+//
+// Any number of replicas may migrate the same database at the same moment:
+// on Postgres each waits for the session advisory lock MigrationLock, and
+// the ones after the first find the schema already current. The wait ends
+// with ctx.
 func (s *Store) Migrate(ctx context.Context) error {
+	migrateMu.Lock()
+	defer migrateMu.Unlock()
+	if s.Dialect == dialect.Postgres {
+		unlock, err := s.advisoryLock(ctx, MigrationLock)
+		if err != nil {
+			return fmt.Errorf("migrate %s schema: take the migration lock: %w", s.Dialect, err)
+		}
+		defer unlock()
+	}
 	if err := s.Client.Schema.Create(ctx, migrate.WithForeignKeys(true)); err != nil {
 		return fmt.Errorf("migrate %s schema: %w", s.Dialect, err)
 	}
 	return nil
+}
+
+// advisoryLock takes the Postgres session advisory lock key on a connection
+// of its own, waiting as long as ctx allows, and returns what releases it.
+// The lock belongs to that connection: if the process dies, Postgres
+// releases it with the connection.
+func (s *Store) advisoryLock(ctx context.Context, key int64) (unlock func(), err error) {
+	conn, err := s.DB.Conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_lock($1)", key); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", key); err != nil {
+			// Drop the connection instead of pooling it: the lock goes with it.
+			conn.Raw(func(any) error { return driver.ErrBadConn }) //nolint:errcheck // it is the point
+		}
+		conn.Close()
+	}, nil
 }
 
 // Ping checks that the database answers.

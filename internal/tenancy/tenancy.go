@@ -18,9 +18,15 @@
 //     project's id (the store replaces it with a fresh one), and every
 //     unique key of a tenant table leads with tenant_id, so an insert can
 //     only ever conflict with a row of its own tenant.
-//  3. Edges from an unscoped entity could attach another tenant's rows: the
-//     owner edge is declared on Project only; User has no edges.
+//  3. Edges from an unscoped entity could attach another tenant's rows: no
+//     entity has edges; a project names its owner by an immutable owner_id.
 //  4. tenant_id is Immutable, so no update can move a row between tenants.
+//
+// And one that tenancy alone does not cover: a tenant Clerk has deleted (an
+// organization, or a user's personal tenant) takes no new rows, although
+// sessions in it stay valid for a while. RefuseDeletedTenant checks it in
+// the write's own transaction, which every viewer's write of tenant-owned
+// rows must therefore run in.
 package tenancy
 
 import (

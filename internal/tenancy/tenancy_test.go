@@ -91,8 +91,12 @@ func seed(t *testing.T, s *store.Store) *world {
 	} {
 		// Created as the owner would create it, so that the seed itself
 		// exercises the create path of the policy.
-		got, err := c.Project.Create().SetName("p of " + p.tenant).SetOwnerID(p.owner).
-			Save(asUser(p.owner, p.tenant))
+		var got *ent.Project
+		err := inTx(t, c, func(c *ent.Client) (err error) {
+			got, err = c.Project.Create().SetName("p of " + p.tenant).SetOwnerID(p.owner).
+				Save(asUser(p.owner, p.tenant))
+			return err
+		})
 		if err != nil {
 			t.Fatalf("seed project in %s: %v", p.tenant, err)
 		}
@@ -102,6 +106,21 @@ func seed(t *testing.T, s *store.Store) *world {
 		*p.id = got.ID
 	}
 	return w
+}
+
+// inTx runs f in a transaction of c, as every viewer's write of tenant-owned
+// rows must run (see RefuseDeletedTenant), and commits it if f succeeds.
+func inTx(t *testing.T, c *ent.Client, f func(*ent.Client) error) error {
+	t.Helper()
+	tx, err := c.Tx(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f(tx.Client()); err != nil {
+		tx.Rollback()
+		return err
+	}
+	return tx.Commit()
 }
 
 func asUser(subject, tenant string) context.Context {
@@ -247,20 +266,28 @@ func TestProjectsOfAnotherTenantAreUnreachable(t *testing.T) {
 			t.Errorf("Count() = %d, %v; want 1", n, err)
 		}
 
-		if err := c.Project.UpdateOneID(w.projectB).SetName("pwned").Exec(ctx); !ent.IsNotFound(err) {
+		if err := inTx(t, c, func(c *ent.Client) error { return c.Project.UpdateOneID(w.projectB).SetName("pwned").Exec(ctx) }); !ent.IsNotFound(err) {
 			t.Errorf("UpdateOneID(B's) err = %v, want not found", err)
 		}
 		if err := c.Project.DeleteOneID(w.projectB).Exec(ctx); !ent.IsNotFound(err) {
 			t.Errorf("DeleteOneID(B's) err = %v, want not found", err)
 		}
-		if n, err := c.Project.Update().Where(project.ID(w.projectB)).SetName("pwned").Save(ctx); err != nil || n != 0 {
+		err = inTx(t, c, func(c *ent.Client) (err error) {
+			n, err = c.Project.Update().Where(project.ID(w.projectB)).SetName("pwned").Save(ctx)
+			return err
+		})
+		if err != nil || n != 0 {
 			t.Errorf("Update(id = B's) = %d, %v; want 0 rows", n, err)
 		}
 		if n, err := c.Project.Delete().Where(project.TenantID(orgB)).Exec(ctx); err != nil || n != 0 {
 			t.Errorf("Delete(tenant = B) = %d, %v; want 0 rows", n, err)
 		}
 		// Unfiltered bulk writes reach the caller's own rows only.
-		if n, err := c.Project.Update().SetDescription("mine").Save(ctx); err != nil || n != 1 {
+		err = inTx(t, c, func(c *ent.Client) (err error) {
+			n, err = c.Project.Update().SetDescription("mine").Save(ctx)
+			return err
+		})
+		if err != nil || n != 1 {
 			t.Errorf("Update() = %d, %v; want 1 row", n, err)
 		}
 		after := projects(t, c)
@@ -292,23 +319,32 @@ func TestCreateTakesTheViewersTenant(t *testing.T) {
 			err := c.Project.Create().SetTenantID(tenant).SetOwnerID(alice).SetName("planted").Exec(ctx)
 			wantDenied(t, "create in "+tenant, err)
 		}
-		err := c.Project.CreateBulk(
-			c.Project.Create().SetOwnerID(alice).SetName("mine"),
-			c.Project.Create().SetTenantID(orgB).SetOwnerID(alice).SetName("planted"),
-		).Exec(ctx)
+		err := inTx(t, c, func(c *ent.Client) error {
+			return c.Project.CreateBulk(
+				c.Project.Create().SetOwnerID(alice).SetName("mine"),
+				c.Project.Create().SetTenantID(orgB).SetOwnerID(alice).SetName("planted"),
+			).Exec(ctx)
+		})
 		wantDenied(t, "bulk create with one row in B", err)
 		if diff := cmp.Diff(before, projects(t, c)); diff != "" {
 			t.Fatalf("denied creates wrote (-before +after):\n%s", diff)
 		}
 
-		p, err := c.Project.Create().SetOwnerID(alice).SetName("mine").Save(ctx)
+		var p *ent.Project
+		err = inTx(t, c, func(c *ent.Client) (err error) {
+			p, err = c.Project.Create().SetOwnerID(alice).SetName("mine").Save(ctx)
+			return err
+		})
 		if err != nil {
 			t.Fatalf("create without a tenant: %v", err)
 		}
 		if p.TenantID != orgA {
 			t.Errorf("tenant = %q, want %q", p.TenantID, orgA)
 		}
-		p, err = c.Project.Create().SetTenantID(orgA).SetOwnerID(alice).SetName("mine too").Save(ctx)
+		err = inTx(t, c, func(c *ent.Client) (err error) {
+			p, err = c.Project.Create().SetTenantID(orgA).SetOwnerID(alice).SetName("mine too").Save(ctx)
+			return err
+		})
 		if err != nil || p.TenantID != orgA {
 			t.Errorf("create naming its own tenant = %v, %v; want it in %s", p, err, orgA)
 		}
@@ -365,7 +401,7 @@ func TestUpsertCannotReachAnotherTenant(t *testing.T) {
 				before := projects(t, c)
 				// The outcome may be a denial or a fresh row of A's; either is
 				// fine so long as no other tenant's row moved.
-				err := tt.upsert(asUser(alice, orgA), c, w.projectB)
+				err := inTx(t, c, func(c *ent.Client) error { return tt.upsert(asUser(alice, orgA), c, w.projectB) })
 				after := projects(t, c)
 				for _, tenant := range []string{orgB, carol, dave} {
 					if diff := cmp.Diff(onlyTenant(before, tenant), onlyTenant(after, tenant)); diff != "" {
@@ -391,8 +427,12 @@ func TestUpsertOfOwnRowTouchesOwnTenantOnly(t *testing.T) {
 		c := w.client
 		ctx := asUser(alice, orgA)
 		before := projects(t, c)
-		id, err := c.Project.Create().SetID(w.projectA).SetOwnerID(alice).SetName("again").
-			OnConflictColumns(project.FieldTenantID, project.FieldID).UpdateNewValues().ID(ctx)
+		var id string
+		err := inTx(t, c, func(c *ent.Client) (err error) {
+			id, err = c.Project.Create().SetID(w.projectA).SetOwnerID(alice).SetName("again").
+				OnConflictColumns(project.FieldTenantID, project.FieldID).UpdateNewValues().ID(ctx)
+			return err
+		})
 		if err != nil {
 			t.Fatalf("upsert of own project: %v", err)
 		}

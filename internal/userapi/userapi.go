@@ -58,7 +58,8 @@ var errUserNotFound = fmt.Errorf("user %w", derrors.ErrNotFound)
 // GetMe returns the calling user and the session it acts in. The auth layer
 // provisions the user on first sight, so a missing row is NOT_FOUND only if
 // that did not happen; a deleted user is UNAUTHENTICATED (its session may
-// outlive it briefly). Machines have no user: PERMISSION_DENIED.
+// outlive it briefly). The session reports the credential the call was
+// made with. Machines and organizations have no user: PERMISSION_DENIED.
 func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gatehousev1.GetMeResponse, error) {
 	p, err := principal(ctx)
 	if err != nil {
@@ -85,6 +86,7 @@ func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gate
 			// Already sorted and deduplicated (viewer.Principal); copied
 			// because a cached principal is shared between calls.
 			Permissions: slices.Clone(p.Permissions),
+			Credential:  p.Credential.String(),
 		},
 	}, nil
 }

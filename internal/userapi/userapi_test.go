@@ -115,6 +115,14 @@ func as(subject, tenant string, perms ...string) context.Context {
 	return viewer.NewContext(context.Background(), p)
 }
 
+// asWith is as, calling with credential c.
+func asWith(c viewer.Credential, subject, tenant string, perms ...string) context.Context {
+	p, _ := viewer.FromContext(as(subject, tenant, perms...))
+	q := *p
+	q.Credential = c
+	return viewer.NewContext(context.Background(), &q)
+}
+
 func asMachine(tenant string) context.Context {
 	return viewer.NewContext(context.Background(), &viewer.Principal{
 		Kind: viewer.KindMachine, Subject: "mch_1", TenantID: tenant, Permissions: []string{"org:projects:read"},
@@ -171,6 +179,23 @@ func TestGetMe(t *testing.T) {
 				name: "no permissions",
 				ctx:  as(dave, dave),
 				want: &gatehousev1.GetMeResponse{User: wantUser(dave), Session: &gatehousev1.Session{TenantId: dave}},
+			},
+			{
+				name: "with an API key",
+				ctx:  asWith(viewer.CredentialAPIKey, alice, alice, "org:projects:read"),
+				want: &gatehousev1.GetMeResponse{
+					User:    wantUser(alice),
+					Session: &gatehousev1.Session{TenantId: alice, Permissions: []string{"org:projects:read"}, Credential: "api_key"},
+				},
+			},
+			{
+				name: "with an OAuth token",
+				ctx:  asWith(viewer.CredentialOAuth, alice, orgA, "org:projects:read"),
+				want: &gatehousev1.GetMeResponse{
+					User: wantUser(alice),
+					Session: &gatehousev1.Session{TenantId: orgA, OrganizationId: orgA, OrganizationRole: "org:member",
+						Permissions: []string{"org:projects:read"}, Credential: "oauth"},
+				},
 			},
 			{
 				// A session's org claims are the caller's own access: the

@@ -26,6 +26,9 @@ const (
 	// KindSystem is Gatehouse itself (webhooks, provisioning); it is never
 	// derived from a token.
 	KindSystem
+	// KindOrganization is an organization acting as itself, through an API
+	// key it owns (not a user's).
+	KindOrganization
 )
 
 func (k Kind) String() string {
@@ -36,21 +39,59 @@ func (k Kind) String() string {
 		return "machine"
 	case KindSystem:
 		return "system"
+	case KindOrganization:
+		return "organization"
 	}
 	return "unknown"
+}
+
+// Credential is the kind of Clerk credential a call was made with.
+type Credential uint8
+
+const (
+	// CredentialSession is a session token (a signed-in user).
+	CredentialSession Credential = iota + 1
+	// CredentialM2M is a machine token, opaque (mt_…) or a JWT.
+	CredentialM2M
+	// CredentialAPIKey is an API key (ak_…) of a user or an organization.
+	CredentialAPIKey
+	// CredentialOAuth is an OAuth access token, opaque (oat_…) or a JWT.
+	CredentialOAuth
+)
+
+// String returns the name GetMe reports: "session", "m2m", "api_key" or
+// "oauth".
+func (c Credential) String() string {
+	switch c {
+	case CredentialSession:
+		return "session"
+	case CredentialM2M:
+		return "m2m"
+	case CredentialAPIKey:
+		return "api_key"
+	case CredentialOAuth:
+		return "oauth"
+	}
+	return ""
 }
 
 // Principal is an authenticated caller and the tenant it acts in.
 type Principal struct {
 	Kind Kind
+	// Credential is what the call was made with. A user (KindUser) may call
+	// with a session, an API key of theirs, or an OAuth token an
+	// application holds for them.
+	Credential Credential
 	// Subject is the Clerk id of the caller: user_… for users, mch_… for
-	// machines.
+	// machines, org_… for an organization.
 	Subject string
-	// SessionID is the Clerk session (sid) for users; the token id for
-	// machines.
+	// SessionID is the credential's id: the Clerk session (sid) of a
+	// session token, else the token's or key's id (mt_…, ak_…, oat_…),
+	// never the credential itself.
 	SessionID string
 	// TenantID is the active organization (org_…) when there is one, else
-	// the user's own id: every user has a personal tenant.
+	// the user's own id: every user has a personal tenant. A machine names
+	// its tenant; an organization's key acts in that organization.
 	TenantID string
 	// OrgID and OrgRole describe the active organization; both are empty in a
 	// personal tenant. OrgRole is in Clerk's "org:admin" form.

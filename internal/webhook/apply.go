@@ -18,6 +18,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/project"
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -42,20 +44,20 @@ const (
 	ResultFailed Result = "failed"
 )
 
-// maxAttempts bounds how often one delivery's transaction is retried after
-// a Postgres deadlock or serialization failure before answering 503 and
-// leaving the retry to Svix.
+// maxAttempts bounds how often one delivery's transaction is run after a
+// race it lost (see retryable) before answering 503 and leaving the retry
+// to Svix. One rerun settles a lost race: the winner has committed by then.
 const maxAttempts = 3
 
 // apply applies ev exactly once per msgID: its effect and the WebhookEvent
-// row commit together or not at all. A Postgres deadlock or serialization
-// failure reruns the transaction, up to maxAttempts.
+// row commit together or not at all. A transaction that lost a race with a
+// concurrent one (retryable) is run again, up to maxAttempts.
 func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []byte) (Result, error) {
 	ctx = withRowLocks(viewer.NewSystemContext(ctx), r.rowLocks)
 	for attempt := 1; ; attempt++ {
 		res, err := r.applyOnce(ctx, msgID, ev, body)
-		if err == nil && res == ResultApplied && r.onUserChanged != nil && strings.HasPrefix(ev.Type, "user.") {
-			r.onUserChanged(ev.ObjectID)
+		if err == nil && res == ResultApplied && r.invalidations != nil {
+			r.invalidations.Committed(changedKeys(ev)...)
 		}
 		if err == nil || attempt == maxAttempts || !retryable(err) || ctx.Err() != nil {
 			return res, err
@@ -64,6 +66,7 @@ func (r *Receiver) apply(ctx context.Context, msgID string, ev *Event, body []by
 }
 
 func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body []byte) (res Result, err error) {
+	ctx = store.WithNotify(ctx)
 	tx, err := r.client.Tx(ctx)
 	if err != nil {
 		return ResultFailed, fmt.Errorf("begin: %w", err)
@@ -81,29 +84,47 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 	// transaction at a time): either way this delivery is a duplicate and
 	// stops here. The row records the result; "applied", the common one, is
 	// written now and corrected below in the rare other cases.
-	err = tx.WebhookEvent.Create().
+	//
+	// The payload is kept only for the handled types: Gatehouse does not
+	// know the others' shape, so it could not tell whose personal data they
+	// hold, nor erase it when that user is deleted.
+	create := tx.WebhookEvent.Create().
 		SetID(msgID).
 		SetType(ev.Type).
 		SetObjectID(ev.ObjectID).
+		SetUserID(ev.UserID).
 		SetResult(string(ResultApplied)).
-		SetPayload(body).
-		SetReceivedAt(now).
-		OnConflictColumns(webhookevent.FieldID).
-		DoNothing().
-		Exec(ctx)
+		SetReceivedAt(now)
+	if ev.Handled {
+		create.SetPayload(body)
+	}
+	err = create.OnConflictColumns(webhookevent.FieldID).DoNothing().Exec(ctx)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return ResultDuplicate, nil
 	case err != nil:
 		return ResultFailed, fmt.Errorf("record svix-id: %w", err)
 	}
-	res, err = applyEvent(ctx, tx, ev, now)
+	res, userDeleted, err := applyEvent(ctx, tx, ev, now)
 	if err != nil {
 		return ResultFailed, fmt.Errorf("apply %s %s: %w", ev.Type, ev.ObjectID, err)
 	}
-	if res != ResultApplied {
-		if err := tx.WebhookEvent.UpdateOneID(msgID).SetResult(string(res)).Exec(ctx); err != nil {
+	if res != ResultApplied || userDeleted {
+		update := tx.WebhookEvent.UpdateOneID(msgID).SetResult(string(res))
+		if userDeleted {
+			// An event about a user deleted before it arrived: keep no copy
+			// of what it says of them (see eraseUserData).
+			update.ClearPayload().SetErasedAt(now)
+		}
+		if err := update.Exec(ctx); err != nil {
 			return ResultFailed, fmt.Errorf("record result of %s: %w", msgID, err)
+		}
+	}
+	if res == ResultApplied && r.invalidations != nil {
+		// Sent in the transaction: other replicas hear of the change when,
+		// and only if, it commits.
+		if err := r.invalidations.Publish(ctx, changedKeys(ev)...); err != nil {
+			return ResultFailed, fmt.Errorf("notify %s %s: %w", ev.Type, ev.ObjectID, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -113,32 +134,69 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 	return res, nil
 }
 
-// retryable reports whether err is a Postgres deadlock or serialization
-// failure, after which the whole transaction may simply be run again.
+// changedKeys names the rows an applied event changed, for the caches that
+// hold them (internal/invalidation). A user.deleted or organization.deleted
+// also ends memberships: the user's or organization's key stands for those.
+func changedKeys(ev *Event) []invalidation.Key {
+	switch {
+	case strings.HasPrefix(ev.Type, "user."):
+		return []invalidation.Key{invalidation.User(ev.ObjectID)}
+	case strings.HasPrefix(ev.Type, "organization."):
+		return []invalidation.Key{invalidation.Organization(ev.ObjectID)}
+	case strings.HasPrefix(ev.Type, "organizationMembership.") && ev.membership != nil:
+		return []invalidation.Key{invalidation.Membership(ev.membership.Organization.ID, ev.membership.PublicUserData.UserID)}
+	}
+	return nil
+}
+
+// retryable reports whether err is a race lost to a concurrent transaction
+// on Postgres, after which the whole transaction may simply be run again:
+// a deadlock, a serialization failure, or a unique violation.
+//
+// The unique violation is how two first events for one membership collide.
+// The memberships table has two unique keys on its id: ent's primary key
+// (id) and the tenant-leading (tenant_id, id) that is the ON CONFLICT target.
+// Postgres treats only the target as the arbiter; when both inserts pass
+// its check before either has written, the second one meets the first's
+// row in the primary key, waits for it to commit and then fails with
+// 23505 instead of doing nothing. Run again, the insert sees the committed
+// row and the applier goes on from it. (Users, organizations and the
+// svix-id record have one unique key each, their conflict target, so they
+// cannot collide this way; the retry covers them all the same.)
 func retryable(err error) bool {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) {
-		return pqErr.Code == "40001" || pqErr.Code == "40P01"
+		switch pqErr.Code {
+		case "40001", "40P01", "23505":
+			return true
+		}
 	}
 	return false
 }
 
-func applyEvent(ctx context.Context, tx *ent.Tx, ev *Event, now time.Time) (Result, error) {
+// applyEvent applies ev in tx. userDeleted reports that the user whose
+// personal data ev holds (ev.UserID) was found deleted, so that the event's
+// own payload is not kept: user.deleted erases the payloads already stored,
+// and this covers the events about the user that arrive after it.
+func applyEvent(ctx context.Context, tx *ent.Tx, ev *Event, now time.Time) (res Result, userDeleted bool, err error) {
 	switch ev.Type {
 	case TypeUserCreated, TypeUserUpdated:
 		return applyUser(ctx, tx, ev.user, accessFor(ev.Type))
 	case TypeUserDeleted:
-		return deleteUser(ctx, tx, ev.user.ID, now)
+		res, err := deleteUser(ctx, tx, ev.user.ID, now)
+		return res, false, err
 	case TypeOrganizationCreated, TypeOrganizationUpdated:
-		return applyOrganization(ctx, tx, ev.org, accessFor(ev.Type))
+		res, err := applyOrganization(ctx, tx, ev.org, accessFor(ev.Type))
+		return res, false, err
 	case TypeOrganizationDeleted:
-		return deleteOrganization(ctx, tx, ev.org.ID, now)
+		res, err := deleteOrganization(ctx, tx, ev.org.ID, now)
+		return res, false, err
 	case TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated:
 		return applyMembership(ctx, tx, ev.membership, accessFor(ev.Type), now)
 	case TypeOrganizationMembershipDeleted:
 		return deleteMembership(ctx, tx, ev.membership, now)
 	}
-	return ResultIgnored, nil
+	return ResultIgnored, false, nil
 }
 
 // accessFor says how the appliers of an event type reach their row: a
@@ -269,7 +327,9 @@ func lockOrganization(ctx context.Context, tx *ent.Tx, id string, a access, inse
 	}, insert)
 }
 
-func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result, error) {
+// applyUser applies user.created or user.updated; userDeleted reports a
+// tombstone.
+func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (res Result, userDeleted bool, err error) {
 	f, err := lockUser(ctx, tx, u.ID, a, func(ctx context.Context) error {
 		create := tx.User.Create().SetID(u.ID)
 		setUser(create.Mutation(), u)
@@ -277,18 +337,20 @@ func applyUser(ctx context.Context, tx *ent.Tx, u *clerkUser, a access) (Result,
 	})
 	switch {
 	case err != nil:
-		return "", err
+		return "", false, err
 	case f.inserted:
-		return ResultApplied, nil
-	case f.deleted, !newer(u.UpdatedAt, f.clerkUpdatedAt):
-		return ResultStale, nil
+		return ResultApplied, false, nil
+	case f.deleted:
+		return ResultStale, true, nil
+	case !newer(u.UpdatedAt, f.clerkUpdatedAt):
+		return ResultStale, false, nil
 	}
 	update := tx.User.UpdateOneID(u.ID)
 	setUser(update.Mutation(), u)
 	if err := update.Exec(ctx); err != nil {
-		return "", err
+		return "", false, err
 	}
-	return ResultApplied, nil
+	return ResultApplied, false, nil
 }
 
 // setUser sets what a user.created or user.updated event says of the user:
@@ -305,8 +367,9 @@ func setUser(m *ent.UserMutation, u *clerkUser) {
 
 // deleteUser tombstones the user (creating the tombstone if the user was
 // never seen), clears their personal data, deletes their personal tenant's
-// projects and ends their memberships. Projects they own in organizations
-// stay: they belong to the organization.
+// projects, ends their memberships and erases their personal data from the
+// stored events (eraseUserData). Projects they own in organizations stay:
+// they belong to the organization.
 func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Result, error) {
 	f, err := lockUser(ctx, tx, id, forUpdate, func(ctx context.Context) error {
 		return tx.User.Create().
@@ -342,7 +405,39 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 	if err := endMemberships(ctx, tx, membership.UserID(id), now); err != nil {
 		return "", err
 	}
+	if err := eraseUserData(ctx, tx, id, now); err != nil {
+		return "", err
+	}
 	return f.deleteResult(), nil
+}
+
+// eraseUserData drops the payload of every stored event that holds the
+// user's personal data — their own user.* events, this user.deleted
+// included, and the memberships' public_user_data — keeping each row's
+// svix-id, type, object id and result, so that dedupe and the audit trail
+// of what arrived go on working.
+//
+// The payloads are dropped, not redacted field by field: a Clerk user
+// object carries personal data in many places (addresses, phone numbers,
+// names, usernames, external and web3 accounts, free-form metadata, the
+// request's IP address and user agent), and a list of fields to redact
+// would miss whatever Clerk adds next.
+//
+// It runs last in deleteUser, in its own statement: under READ COMMITTED
+// it sees every event row committed while deleteUser waited on its locks.
+// An event about the user still in flight then waits for the user row
+// that deleteUser holds, finds the tombstone, and keeps no payload either
+// (applyEvent's userDeleted).
+func eraseUserData(ctx context.Context, tx *ent.Tx, id string, now time.Time) error {
+	_, err := tx.WebhookEvent.Update().
+		Where(webhookevent.UserID(id), webhookevent.PayloadNotNil()).
+		ClearPayload().
+		SetErasedAt(now).
+		Save(ctx)
+	if err != nil {
+		return fmt.Errorf("erase stored events of %s: %w", id, err)
+	}
+	return nil
 }
 
 func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a access) (Result, error) {
@@ -427,8 +522,8 @@ func endMemberships(ctx context.Context, tx *ent.Tx, which predicate.Membership,
 // embedded data if they do not, which the organization's and user's own
 // events then overwrite — and locks them FOR SHARE, so that an
 // organization.deleted or user.deleted cannot commit between the check and
-// the membership write. It reports whether either is tombstoned.
-func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (tombstoned bool, err error) {
+// the membership write. It reports whether each is tombstoned.
+func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (orgDeleted, userDeleted bool, err error) {
 	o := m.Organization
 	org, err := lockOrganization(ctx, tx, o.ID, forShare, func(ctx context.Context) error {
 		created := now
@@ -447,10 +542,20 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 			Exec(ctx)
 	})
 	if err != nil {
-		return false, fmt.Errorf("organization: %w", err)
+		return false, false, fmt.Errorf("organization: %w", err)
 	}
+	usr, err := lockMember(ctx, tx, m, now)
+	if err != nil {
+		return false, false, err
+	}
+	return org.deleted, usr.deleted, nil
+}
+
+// lockMember makes sure the membership's user row exists, inserting a stub
+// from public_user_data if it does not, and locks it FOR SHARE.
+func lockMember(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (found, error) {
 	p := m.PublicUserData
-	usr, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
+	f, err := lockUser(ctx, tx, p.UserID, forShare, func(ctx context.Context) error {
 		email := ""
 		if looksLikeEmail(p.Identifier) {
 			email = p.Identifier
@@ -468,9 +573,9 @@ func lockMembershipParties(ctx context.Context, tx *ent.Tx, m *clerkMembership, 
 			Exec(ctx)
 	})
 	if err != nil {
-		return false, fmt.Errorf("user: %w", err)
+		return found{}, fmt.Errorf("user: %w", err)
 	}
-	return org.deleted || usr.deleted, nil
+	return f, nil
 }
 
 // looksLikeEmail reports whether a membership's public identifier is an
@@ -490,13 +595,15 @@ func lockMembership(ctx context.Context, tx *ent.Tx, tenantID, id string, a acce
 	}, insert)
 }
 
-func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a access, now time.Time) (Result, error) {
-	tombstoned, err := lockMembershipParties(ctx, tx, m, now)
+// applyMembership applies organizationMembership.created or .updated;
+// userDeleted reports that the member is a tombstone.
+func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a access, now time.Time) (res Result, userDeleted bool, err error) {
+	orgDeleted, userDeleted, err := lockMembershipParties(ctx, tx, m, now)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	if tombstoned {
-		return ResultStale, nil
+	if orgDeleted || userDeleted {
+		return ResultStale, userDeleted, nil
 	}
 	tenantID := m.Organization.ID
 	f, err := lockMembership(ctx, tx, tenantID, m.ID, a, func(ctx context.Context) error {
@@ -507,18 +614,18 @@ func applyMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, a acce
 	})
 	switch {
 	case err != nil:
-		return "", err
+		return "", false, err
 	case f.inserted:
-		return ResultApplied, nil
+		return ResultApplied, false, nil
 	case f.deleted, !newer(m.UpdatedAt, f.clerkUpdatedAt):
-		return ResultStale, nil
+		return ResultStale, false, nil
 	}
 	update := tx.Membership.UpdateOneID(m.ID).Where(membership.TenantID(tenantID))
 	setMembership(update.Mutation(), m)
 	if err := update.Exec(ctx); err != nil {
-		return "", err
+		return "", false, err
 	}
-	return ResultApplied, nil
+	return ResultApplied, false, nil
 }
 
 // createMembership is the insert of the membership row an event describes.
@@ -543,8 +650,9 @@ func setMembership(m *ent.MembershipMutation, mem *clerkMembership) {
 
 // deleteMembership tombstones the membership, creating the tombstone when
 // the membership was never seen, whatever the order of its events: a
-// removed member stays removed.
-func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (Result, error) {
+// removed member stays removed. userDeleted reports that the member is a
+// tombstone.
+func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now time.Time) (res Result, userDeleted bool, err error) {
 	tenantID := m.Organization.ID
 	f, err := lockMembership(ctx, tx, tenantID, m.ID, forUpdate, func(ctx context.Context) error {
 		// The tombstone of a membership never seen is the row the event
@@ -556,13 +664,24 @@ func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now t
 			DoNothing().
 			Exec(ctx)
 	})
+	if err == nil && !f.live() {
+		// A live membership means a live member (user.deleted ends the
+		// memberships under the user's lock); otherwise the member may be
+		// gone, and this event's public_user_data is theirs. The lock keeps
+		// a user.deleted from committing before this event does (it then
+		// erases it); a member never seen gets the stub a membership.created
+		// would have made, to hold the lock on.
+		var usr found
+		usr, err = lockMember(ctx, tx, m, now)
+		userDeleted = usr.deleted
+	}
 	switch {
 	case err != nil:
-		return "", err
+		return "", false, err
 	case f.inserted:
-		return ResultApplied, nil
+		return ResultApplied, userDeleted, nil
 	case f.deleted:
-		return ResultStale, nil
+		return ResultStale, userDeleted, nil
 	}
 	err = tx.Membership.UpdateOneID(m.ID).
 		Where(membership.TenantID(tenantID)).
@@ -571,7 +690,7 @@ func deleteMembership(ctx context.Context, tx *ent.Tx, m *clerkMembership, now t
 		SetDeletedAt(now).
 		Exec(ctx)
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	return ResultApplied, nil
+	return ResultApplied, false, nil
 }

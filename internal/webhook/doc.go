@@ -15,8 +15,9 @@
 //     written in one transaction. Whichever delivery commits that row
 //     first has the effect; every other delivery of the same svix-id, on
 //     this replica or another, finds it and answers 200 "duplicate"
-//     having changed nothing. A database failure is 503 with nothing
-//     half-written, so Svix's retry applies the event in full.
+//     having changed nothing. A database outage is 503 (any other
+//     failure 500) with nothing half-written, so Svix's retry applies the
+//     event in full.
 //
 // The appliers make the mirror converge whatever order the events arrive
 // in. Each user, organization and membership row keeps Clerk's updated_at
@@ -27,7 +28,19 @@
 // clears the user's personal data, deletes the projects of their personal
 // tenant and ends their memberships; organization.deleted deletes the
 // organization's projects and ends its memberships. Event types Gatehouse
-// does not handle are recorded as "ignored" and answered 200.
+// does not handle are recorded as "ignored" and answered 200, whatever their
+// data holds.
+//
+// Personal data in the record of events: the raw payload of a handled event
+// is kept beside its svix-id for audit, with the user whose data it holds
+// (a user.* event's user, a membership's member); an unhandled type's is
+// not kept at all, since Gatehouse cannot tell whose data it holds.
+// user.deleted drops, in its own transaction, the payload of every event
+// about the user (their user.* events and the memberships'
+// public_user_data), keeping the rows, so redeliveries stay duplicates; an
+// event about the user that arrives later keeps no payload either.
+// Receiver.Sweep purges every record after the retention
+// (GATEHOUSE_WEBHOOK_RETENTION, default 7 days).
 //
 // Per row, the appliers take the row lock (SELECT … FOR UPDATE, or FOR
 // SHARE for the organization and user a membership refers to) before

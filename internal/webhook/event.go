@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -38,11 +38,13 @@ var ErrMalformed = errors.New("malformed Clerk event")
 
 // Limits on what a decoded event may carry. Clerk's values are far shorter;
 // the limits keep a signed but hostile or corrupted payload from reaching
-// the database as something it must store.
+// the database as something it must store. Text (names, email addresses,
+// URLs) is not refused: the store cleans every string from Clerk before it
+// writes it (ent/schema's ClerkMirrorMixin), as it does for first-sight
+// fetches, so that no profile a user can set makes an event unappliable.
 const (
 	maxTypeLen  = 100
 	maxIDLen    = 100
-	maxTextLen  = 2048
 	maxEmails   = 100
 	maxClerkTS  = 1 << 53 // unix ms; beyond this a float64-minded producer has lost precision
 	objectEvent = "event"
@@ -57,6 +59,9 @@ type Event struct {
 	ObjectID string
 	// Handled reports whether Type is one of HandledTypes.
 	Handled bool
+	// UserID is the user whose personal data the event holds: the user of
+	// a user.* event, the member of a membership event; "" for others.
+	UserID string
 
 	user       *clerkUser
 	org        *clerkOrganization
@@ -138,8 +143,9 @@ type clerkMembership struct {
 
 // DecodeEvent parses and validates a Clerk event envelope
 // ({"type","object":"event","data":{…}}) and, for the handled types, its
-// payload. Unhandled types decode with Handled false and are not looked
-// into beyond their id. Every error wraps ErrMalformed.
+// payload. Unhandled types decode with Handled false whatever their data
+// holds (null, a string, nothing at all), and are not looked into beyond
+// their id. Every error wraps ErrMalformed.
 //
 // Call it only on a body whose signature has been verified.
 func DecodeEvent(body []byte) (*Event, error) {
@@ -153,17 +159,31 @@ func DecodeEvent(body []byte) (*Event, error) {
 	if env.Type == "" || len(env.Type) > maxTypeLen || !printable(env.Type) {
 		return nil, malformed("missing or unreadable type")
 	}
+	ev := &Event{Type: env.Type}
 	data := bytes.TrimSpace(env.Data)
+	if !slices.Contains(HandledTypes, env.Type) {
+		// Not ours to apply, whatever its data: answered 200, so Svix does
+		// not retry it. Keep its id for the audit record when it has a sane
+		// one.
+		var obj struct {
+			ID any `json:"id"`
+		}
+		if len(data) > 0 && data[0] == '{' && json.Unmarshal(data, &obj) == nil {
+			if id, ok := obj.ID.(string); ok && validClerkID(id, "") {
+				ev.ObjectID = id
+			}
+		}
+		return ev, nil
+	}
 	if len(data) == 0 || data[0] != '{' {
 		return nil, malformed("%s: data is not an object", env.Type)
 	}
-	ev := &Event{Type: env.Type}
 	var err error
 	switch env.Type {
 	case TypeUserCreated, TypeUserUpdated, TypeUserDeleted:
 		ev.user, err = decodeUser(env.Type, data)
 		if ev.user != nil {
-			ev.ObjectID = ev.user.ID
+			ev.ObjectID, ev.UserID = ev.user.ID, ev.user.ID
 		}
 	case TypeOrganizationCreated, TypeOrganizationUpdated, TypeOrganizationDeleted:
 		ev.org, err = decodeOrganization(env.Type, data)
@@ -173,20 +193,8 @@ func DecodeEvent(body []byte) (*Event, error) {
 	case TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated, TypeOrganizationMembershipDeleted:
 		ev.membership, err = decodeMembership(env.Type, data)
 		if ev.membership != nil {
-			ev.ObjectID = ev.membership.ID
+			ev.ObjectID, ev.UserID = ev.membership.ID, ev.membership.PublicUserData.UserID
 		}
-	default:
-		// Not ours to apply; keep its id for the audit record when it has a
-		// sane one.
-		var obj struct {
-			ID any `json:"id"`
-		}
-		if json.Unmarshal(data, &obj) == nil {
-			if id, ok := obj.ID.(string); ok && validClerkID(id, "") {
-				ev.ObjectID = id
-			}
-		}
-		return ev, nil
 	}
 	if err != nil {
 		return nil, err
@@ -212,10 +220,6 @@ func decodeUser(typ string, data []byte) (*clerkUser, error) {
 	if len(u.EmailAddresses) > maxEmails {
 		return nil, malformed("%s: too many email addresses", typ)
 	}
-	fields := []string{u.FirstName, u.LastName, u.ImageURL, u.primaryEmail()}
-	if !allText(fields...) {
-		return nil, malformed("%s: unreadable text field", typ)
-	}
 	return &u, nil
 }
 
@@ -237,13 +241,7 @@ func checkOrganization(typ string, o *clerkOrganization, full bool) error {
 	if !full {
 		return nil
 	}
-	if err := checkTimes(typ, o.CreatedAt, o.UpdatedAt); err != nil {
-		return err
-	}
-	if !allText(o.Name, o.Slug, o.ImageURL) {
-		return malformed("%s: unreadable text field", typ)
-	}
-	return nil
+	return checkTimes(typ, o.CreatedAt, o.UpdatedAt)
 }
 
 func decodeMembership(typ string, data []byte) (*clerkMembership, error) {
@@ -264,11 +262,6 @@ func decodeMembership(typ string, data []byte) (*clerkMembership, error) {
 	}
 	if err := checkTimes(typ, m.CreatedAt, m.UpdatedAt); err != nil {
 		return nil, err
-	}
-	p := m.PublicUserData
-	if !allText(m.Role, p.Identifier, p.FirstName, p.LastName, p.ImageURL,
-		m.Organization.Name, m.Organization.Slug, m.Organization.ImageURL) {
-		return nil, malformed("%s: unreadable text field", typ)
 	}
 	return &m, nil
 }
@@ -321,18 +314,6 @@ func validClerkID(id, prefix string) bool {
 
 func alnum(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-// allText reports whether every s is bounded, valid UTF-8 without NUL
-// (which Postgres text cannot hold: such an event could never be applied,
-// and would be retried forever).
-func allText(ss ...string) bool {
-	for _, s := range ss {
-		if len(s) > maxTextLen || !utf8.ValidString(s) || strings.IndexByte(s, 0) >= 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // printable reports whether s is ASCII without control characters.

@@ -49,6 +49,21 @@ func TestDecodeEvent(t *testing.T) {
 			wantType: "email.created",
 		},
 		{
+			name:     "unhandled type, data null",
+			body:     `{"type":"session.created","object":"event","data":null}`,
+			wantType: "session.created",
+		},
+		{
+			name:     "unhandled type, data a string",
+			body:     `{"type":"session.created","object":"event","data":"x"}`,
+			wantType: "session.created",
+		},
+		{
+			name:     "unhandled type, no data",
+			body:     `{"type":"waitlistEntry.created","object":"event"}`,
+			wantType: "waitlistEntry.created",
+		},
+		{
 			name:     "no object field",
 			body:     `{"type":"organization.deleted","data":{"deleted":true,"id":"org_1","object":"organization"}}`,
 			wantType: "organization.deleted", wantID: "org_1", handled: true,
@@ -82,7 +97,7 @@ func TestDecodeEventRejects(t *testing.T) {
 		"object not event":              `{"type":"user.created","object":"user","data":{}}`,
 		"no data":                       `{"type":"user.created","object":"event"}`,
 		"data null":                     `{"type":"user.created","object":"event","data":null}`,
-		"data a string":                 `{"type":"session.created","object":"event","data":"x"}`,
+		"data a string":                 `{"type":"user.deleted","object":"event","data":"x"}`,
 		"user id missing":               `{"type":"user.deleted","data":{"deleted":true}}`,
 		"user id of an org":             `{"type":"user.deleted","data":{"id":"org_1"}}`,
 		"user id with SQL":              `{"type":"user.deleted","data":{"id":"user_1' OR '1'='1"}}`,
@@ -90,7 +105,6 @@ func TestDecodeEventRejects(t *testing.T) {
 		"user without updated_at":       `{"type":"user.updated","data":{"id":"user_1","created_at":1}}`,
 		"user with float updated_at":    `{"type":"user.updated","data":{"id":"user_1","created_at":1,"updated_at":1.5}}`,
 		"user with negative created_at": `{"type":"user.updated","data":{"id":"user_1","created_at":-1,"updated_at":2}}`,
-		"user with NUL in name":         `{"type":"user.updated","data":{"id":"user_1","created_at":1,"updated_at":2,"first_name":"a\u0000b"}}`,
 		"org id of a user":              `{"type":"organization.deleted","data":{"id":"user_1"}}`,
 		"membership without org":        `{"type":"organizationMembership.created","data":{"id":"orgmem_1","created_at":1,"updated_at":2,"public_user_data":{"user_id":"user_1"}}}`,
 		"membership without user":       `{"type":"organizationMembership.created","data":{"id":"orgmem_1","created_at":1,"updated_at":2,"organization":{"id":"org_1"}}}`,
@@ -160,7 +174,8 @@ func decodeSample(t *testing.T, typ string, s clerkemu.Sample) *Event {
 }
 
 // FuzzDecodeEvent: whatever a signed body holds, decoding neither panics
-// nor lets through an event the appliers cannot store.
+// nor lets through an event without the ids and times the appliers need.
+// (Its text the store cleans: see ent/schema's FuzzCleanText.)
 func FuzzDecodeEvent(f *testing.F) {
 	for _, typ := range HandledTypes {
 		body, err := clerkemu.SampleEvent(typ, clerkemu.Sample{})
@@ -189,14 +204,14 @@ func FuzzDecodeEvent(f *testing.F) {
 		switch {
 		case ev.user != nil:
 			u := ev.user
-			if !validClerkID(u.ID, "user_") || !allText(u.primaryEmail(), u.FirstName, u.LastName, u.ImageURL) {
+			if !validClerkID(u.ID, "user_") {
 				t.Fatalf("user %+v", u)
 			}
 			if ev.Type != TypeUserDeleted && u.UpdatedAt <= 0 {
 				t.Fatalf("user without updated_at: %+v", u)
 			}
 		case ev.org != nil:
-			if !validClerkID(ev.org.ID, "org_") || !allText(ev.org.Name, ev.org.Slug, ev.org.ImageURL) {
+			if !validClerkID(ev.org.ID, "org_") {
 				t.Fatalf("organization %+v", ev.org)
 			}
 		case ev.membership != nil:

@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,8 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -16,7 +20,9 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
+	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
 // MaxBodyBytes is the largest request body the receiver reads; a larger one
@@ -46,14 +52,27 @@ type Config struct {
 	// Dialect is the store's ("postgres" or "sqlite"): on Postgres the
 	// appliers lock the rows they decide on. Required.
 	Dialect string
-	// OnUserChanged, if set, is called with the user's id after a user.*
-	// event has been applied (committed), so caches of the user on this
-	// replica can drop it.
-	OnUserChanged func(userID string)
+	// Invalidations, if set, hears of the rows each applied event changed,
+	// so that caches of them drop them, on this replica and on the others
+	// (*invalidation.Bus).
+	Invalidations Invalidator
+	// Retention is how long Sweep keeps the record of a delivery
+	// (GATEHOUSE_WEBHOOK_RETENTION); zero is DefaultRetention.
+	Retention time.Duration
 	// Now is the clock for deleted_at and received_at; nil is time.Now.
 	// (Svix's verifier checks the timestamp against the real clock.)
 	Now func() time.Time
 }
+
+// Invalidator is told which rows an applied event changed: Publish inside
+// the event's transaction, before it commits (an error rolls it back, and
+// the delivery fails), and Committed once it has.
+type Invalidator interface {
+	Publish(ctx context.Context, keys ...invalidation.Key) error
+	Committed(keys ...invalidation.Key)
+}
+
+var _ Invalidator = (*invalidation.Bus)(nil)
 
 // Receiver is the http.Handler for POST /webhooks/clerk.
 type Receiver struct {
@@ -62,16 +81,47 @@ type Receiver struct {
 	log           *slog.Logger
 	now           func() time.Time
 	rowLocks      bool
-	onUserChanged func(string)
+	invalidations Invalidator
 	events        *prometheus.CounterVec
 	duration      *prometheus.HistogramVec
+
+	// The retention sweep (Sweep).
+	retention  time.Duration
+	sweepEvery time.Duration
+	purgeBatch int
+	purged     prometheus.Counter
 }
 
 var _ http.Handler = (*Receiver)(nil)
 
-// New returns a Receiver. It fails if the client or secret is missing, the
-// secret is not a base64 "whsec_…" key, or the metrics clash with other
-// collectors of the same name.
+// MinSecretBytes is the shortest signing key a Receiver accepts. Svix's
+// endpoint secrets are 24 random bytes.
+const MinSecretBytes = 24
+
+// CheckSecret reports whether secret is an endpoint signing secret as Svix
+// issues them: "whsec_" followed by the standard base64 of a key of at least
+// MinSecretBytes bytes. Svix's verifier itself takes any base64, even
+// "whsec_" alone — an empty HMAC key with which anyone can sign. The error
+// never quotes the secret.
+func CheckSecret(secret string) error {
+	key, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return errors.New("want the endpoint's signing secret, whsec_ followed by base64")
+	}
+	// Not the decoder's message: it quotes the offending byte.
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return errors.New("want whsec_ followed by base64")
+	}
+	if len(raw) < MinSecretBytes {
+		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), MinSecretBytes)
+	}
+	return nil
+}
+
+// New returns a Receiver. It fails if the client is missing, the secret
+// fails CheckSecret, or the metrics clash with other collectors of the same
+// name.
 func New(cfg Config) (*Receiver, error) {
 	if cfg.Client == nil {
 		return nil, errors.New("webhook: no ent client")
@@ -79,14 +129,18 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Secret == "" {
 		return nil, errors.New("webhook: no signing secret (CLERK_WEBHOOK_SIGNING_SECRET)")
 	}
+	if err := CheckSecret(cfg.Secret); err != nil {
+		return nil, fmt.Errorf("webhook: signing secret: %w", err)
+	}
 	if cfg.Dialect != dialect.Postgres && cfg.Dialect != dialect.SQLite {
 		return nil, fmt.Errorf("webhook: unknown dialect %q", cfg.Dialect)
 	}
+	if cfg.Retention < 0 {
+		return nil, fmt.Errorf("webhook: negative retention %s", cfg.Retention)
+	}
 	verifier, err := svix.NewWebhook(cfg.Secret)
 	if err != nil {
-		// Never the secret itself, nor the decoder's message, which quotes
-		// the offending byte.
-		return nil, errors.New("webhook: signing secret is not a whsec_ base64 key")
+		return nil, errors.New("webhook: signing secret: want whsec_ followed by base64")
 	}
 	r := &Receiver{
 		client:        cfg.Client,
@@ -94,7 +148,7 @@ func New(cfg Config) (*Receiver, error) {
 		log:           cfg.Logger,
 		now:           cfg.Now,
 		rowLocks:      cfg.Dialect == dialect.Postgres,
-		onUserChanged: cfg.OnUserChanged,
+		invalidations: cfg.Invalidations,
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gatehouse_webhook_events_total",
 			Help: "Clerk webhook deliveries by event type and result (applied, duplicate, stale, ignored, rejected, failed).",
@@ -104,6 +158,13 @@ func New(cfg Config) (*Receiver, error) {
 			Help:    "Time to answer a Clerk webhook delivery, by result.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"result"}),
+		retention:  cmp.Or(cfg.Retention, DefaultRetention),
+		sweepEvery: sweepEvery,
+		purgeBatch: purgeBatch,
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gatehouse_webhook_events_purged_total",
+			Help: "Records of Clerk webhook deliveries purged after the retention (GATEHOUSE_WEBHOOK_RETENTION).",
+		}),
 	}
 	if r.log == nil {
 		r.log = slog.New(slog.DiscardHandler)
@@ -115,6 +176,9 @@ func New(cfg Config) (*Receiver, error) {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	if r.duration, err = metrics.Register(cfg.Registerer, r.duration); err != nil {
+		return nil, fmt.Errorf("webhook: register metrics: %w", err)
+	}
+	if r.purged, err = metrics.Register(cfg.Registerer, r.purged); err != nil {
 		return nil, fmt.Errorf("webhook: register metrics: %w", err)
 	}
 	return r, nil
@@ -134,8 +198,10 @@ type delivery struct {
 // the event was applied, was a duplicate, was stale or is not handled; 401
 // when the Svix headers are missing, the signature does not match or the
 // timestamp is more than 5 minutes off; 400 for a malformed payload; 405
-// for a method other than POST; 413 for a body over MaxBodyBytes; 503 when
-// the database failed, with nothing written. The body is JSON:
+// for a method other than POST; 413 for a body over MaxBodyBytes; 503 with
+// Retry-After when the database is unavailable (store.IsUnavailable) or
+// did not answer in time, and 500 when applying failed otherwise — either
+// way with nothing written, for Svix to redeliver. The body is JSON:
 // {"result": "..."} and, on an error, "error".
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
@@ -206,7 +272,11 @@ func (r *Receiver) serve(w http.ResponseWriter, req *http.Request) delivery {
 	defer cancel()
 	d.result, d.err = r.apply(ctx, msgID, ev, body)
 	if d.err != nil {
-		d.result, d.status, d.reason = ResultFailed, http.StatusServiceUnavailable, "database unavailable, retry later"
+		d.result, d.status, d.reason = ResultFailed, http.StatusInternalServerError, "internal error"
+		if store.IsUnavailable(d.err) || errors.Is(d.err, context.DeadlineExceeded) || errors.Is(d.err, context.Canceled) {
+			d.status, d.reason = http.StatusServiceUnavailable, "database unavailable, retry later"
+			w.Header().Set("Retry-After", strconv.Itoa(int(store.RetryAfter/time.Second)))
+		}
 		writeJSON(w, d.status, map[string]string{"result": string(d.result), "error": d.reason})
 		return d
 	}

@@ -33,7 +33,8 @@ const (
 // ProjectService manages projects owned by the caller's tenant. Another
 // tenant's project is NOT_FOUND.
 type ProjectServiceClient interface {
-	// CreateProject creates an active project owned by the calling user.
+	// CreateProject creates an active project owned by the calling user (or
+	// by the organization's API key that calls it).
 	CreateProject(ctx context.Context, in *CreateProjectRequest, opts ...grpc.CallOption) (*CreateProjectResponse, error)
 	// GetProject returns one project of the tenant.
 	GetProject(ctx context.Context, in *GetProjectRequest, opts ...grpc.CallOption) (*GetProjectResponse, error)
@@ -111,7 +112,8 @@ func (c *projectServiceClient) DeleteProject(ctx context.Context, in *DeleteProj
 // ProjectService manages projects owned by the caller's tenant. Another
 // tenant's project is NOT_FOUND.
 type ProjectServiceServer interface {
-	// CreateProject creates an active project owned by the calling user.
+	// CreateProject creates an active project owned by the calling user (or
+	// by the organization's API key that calls it).
 	CreateProject(context.Context, *CreateProjectRequest) (*CreateProjectResponse, error)
 	// GetProject returns one project of the tenant.
 	GetProject(context.Context, *GetProjectRequest) (*GetProjectResponse, error)

@@ -35,7 +35,8 @@ export type Project = Message<"gatehouse.v1.Project"> & {
   tenantId: string;
 
   /**
-   * The user who created it.
+   * The user who created it (user_…), or the organization's API key that
+   * did (ak_…).
    *
    * @generated from field: string owner_id = 3;
    */
@@ -309,7 +310,8 @@ export const ProjectStatusSchema: GenEnum<ProjectStatus> = /*@__PURE__*/
  */
 export const ProjectService: GenService<{
   /**
-   * CreateProject creates an active project owned by the calling user.
+   * CreateProject creates an active project owned by the calling user (or
+   * by the organization's API key that calls it).
    *
    * @generated from rpc gatehouse.v1.ProjectService.CreateProject
    */

@@ -1,0 +1,240 @@
+package app_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/app"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
+	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/webhook"
+)
+
+// clerkFixture is one Clerk emulator, served over HTTP, that several
+// replicas share as they would share one Clerk instance.
+type clerkFixture struct {
+	emu *clerkemu.Emulator
+	url string // the Backend API's base URL, …/v1
+}
+
+func newClerk(t *testing.T) *clerkFixture {
+	t.Helper()
+	emu, err := clerkemu.New(clerkemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	t.Cleanup(srv.Close)
+	return &clerkFixture{emu: emu, url: srv.URL + "/v1"}
+}
+
+// replicaConfig is the configuration `gatehouse serve` would read for a
+// replica on dbURL behind c, on port 0.
+func (c *clerkFixture) replicaConfig(dbURL string) *config.Config {
+	return &config.Config{
+		DatabaseURL:         dbURL,
+		GRPCAddr:            "127.0.0.1:0",
+		HTTPAddr:            "127.0.0.1:0",
+		ClerkSecretKey:      c.emu.SecretKey(),
+		Issuer:              c.emu.Issuer(),
+		ClerkAPIURL:         c.url,
+		WebhookSecret:       c.emu.WebhookSecret(),
+		JWKSRefetchInterval: 5 * time.Second,
+		PageTokenKey:        []byte("0123456789abcdef0123456789abcdef"),
+		Migrate:             true,
+	}
+}
+
+// serveApp runs an app.App started by app.Start until the test ends, with
+// clients for it.
+func serveApp(t *testing.T, emu *clerkemu.Emulator, a *app.App, cancel context.CancelFunc) *gatehouse {
+	t.Helper()
+	conn, err := grpc.NewClient(a.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		conn.Close()
+		cancel()
+		if err := a.Wait(); err != nil {
+			t.Errorf("server stopped with: %v", err)
+		}
+	})
+	return &gatehouse{
+		emu: emu, app: a, conn: conn,
+		users:    gatehousev1.NewUserServiceClient(conn),
+		projects: gatehousev1.NewProjectServiceClient(conn),
+		httpURL:  "http://" + a.HTTPAddr.String(),
+	}
+}
+
+// startReplica starts one more replica on dbURL behind c.
+func (c *clerkFixture) startReplica(t *testing.T, dbURL string, opts ...option) *gatehouse {
+	t.Helper()
+	cfg := c.replicaConfig(dbURL)
+	for _, o := range opts {
+		o(cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.Start(ctx, cfg, testLogger(t))
+	if err != nil {
+		cancel()
+		t.Fatalf("start: %v", err)
+	}
+	return serveApp(t, c.emu, a, cancel)
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// TestReplicasStartTogether: three replicas started at the same moment on
+// an empty Postgres database all come up — the schema migration is
+// serialized, not raced — and all serve.
+func TestReplicasStartTogether(t *testing.T) {
+	c := newClerk(t)
+	dbURL := storetest.NewPostgresDatabase(t) // empty: no schema yet
+	const n = 3
+	apps := make([]*app.App, n)
+	cancels := make([]context.CancelFunc, n)
+	errs := make([]error, n)
+	var ready, wg sync.WaitGroup
+	ready.Add(1)
+	for i := range n {
+		wg.Go(func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancels[i] = cancel
+			ready.Wait()
+			apps[i], errs[i] = app.Start(ctx, c.replicaConfig(dbURL), testLogger(t))
+		})
+	}
+	ready.Done()
+	wg.Wait()
+	var replicas []*gatehouse
+	for i := range n {
+		if errs[i] != nil {
+			cancels[i]()
+			t.Errorf("replica %d failed to start: %v", i, errs[i])
+			continue
+		}
+		replicas = append(replicas, serveApp(t, c.emu, apps[i], cancels[i]))
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+	for i, g := range replicas {
+		if code := httpStatus(t, g.httpURL+"/readyz"); code != http.StatusOK {
+			t.Errorf("replica %d: /readyz %d", i, code)
+		}
+		tok := withToken(context.Background(), g.mint(t, clerkemu.Session{UserID: "user_r" + string(rune('a'+i))}))
+		if _, err := g.projects.CreateProject(tok, &gatehousev1.CreateProjectRequest{Name: "p"}); err != nil {
+			t.Errorf("replica %d: CreateProject: %v", i, err)
+		}
+	}
+}
+
+// TestWebhookOnOneReplicaReachesTheOthers: a user.updated, then a
+// user.deleted, applied by replica A shows on replica B — which has just
+// vouched for the user and so trusts its cached row — within a second, well
+// inside B's 5 s trust window.
+func TestWebhookOnOneReplicaReachesTheOthers(t *testing.T) {
+	c := newClerk(t)
+	dbURL := storetest.NewPostgresDatabase(t)
+	a := c.startReplica(t, dbURL)
+	b := c.startReplica(t, dbURL)
+	ctx := context.Background()
+	const userID = "user_xr"
+	tok := withToken(ctx, b.mint(t, clerkemu.Session{UserID: userID}))
+
+	send := func(eventType string, s clerkemu.Sample) {
+		t.Helper()
+		s.UserID, s.UpdatedAt = userID, time.Now()
+		body, err := clerkemu.SampleEvent(eventType, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code := sendWebhook(t, a, "", body); code != http.StatusOK {
+			t.Fatalf("%s on A: %d", eventType, code)
+		}
+	}
+
+	// B vouches for the user (and caches the row) just before A applies.
+	if me, err := b.users.GetMe(tok, &gatehousev1.GetMeRequest{}); err != nil || me.User.FirstName != "F"+userID {
+		t.Fatalf("GetMe on B: %v, %v", me.GetUser(), err)
+	}
+	send(webhook.TypeUserUpdated, clerkemu.Sample{FirstName: "Renamed"})
+	took := within(t, time.Second, "B's GetMe to show the rename made on A", func() bool {
+		me, err := b.users.GetMe(tok, &gatehousev1.GetMeRequest{})
+		return err == nil && me.User.FirstName == "Renamed"
+	})
+	t.Logf("user.updated on A seen by B after %v", took)
+
+	if _, err := b.users.GetMe(tok, &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	send(webhook.TypeUserDeleted, clerkemu.Sample{})
+	took = within(t, time.Second, "B to refuse the session of the user deleted on A", func() bool {
+		_, err := b.users.GetMe(tok, &gatehousev1.GetMeRequest{})
+		return status.Code(err) == codes.Unauthenticated
+	})
+	t.Logf("user.deleted on A seen by B after %v", took)
+
+	for _, m := range []struct {
+		g      *gatehouse
+		series string
+	}{
+		{a, `gatehouse_cache_notifications_total{direction="sent"} 2`},
+		{b, `gatehouse_cache_notifications_total{direction="received"} 2`},
+		{b, `gatehouse_cache_listener_connected 1`},
+	} {
+		if metrics := get(t, m.g.httpURL+"/metrics"); !strings.Contains(metrics, m.series) {
+			t.Errorf("/metrics of %s lacks %s", m.g.httpURL, m.series)
+		}
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// within polls cond until it holds, failing the test if it does not within
+// limit; it returns how long it took.
+func within(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	began := time.Now()
+	for !cond() {
+		if time.Since(began) > limit {
+			t.Fatalf("%s: not within %v", what, limit)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(began)
+}

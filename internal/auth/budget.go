@@ -1,0 +1,106 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/peer"
+)
+
+// Defaults of the verification budget (GATEHOUSE_VERIFY_RATE and the
+// rest).
+const (
+	DefaultVerifyBurst = 20
+	DefaultVerifyRate  = 10.0 // per second
+	defaultMaxCallers  = 10_000
+	defaultMaxInFlight = 16
+	// busyRetryAfter is the RetryInfo of a verification refused because too
+	// many are in flight: about the time one takes.
+	busyRetryAfter = time.Second
+)
+
+// verifyBudget decides whether a caller may start a request to Clerk's
+// verify endpoints now: a token bucket per caller address
+// (golang.org/x/time/rate), and a bound on the requests in flight for all
+// callers together. Only new requests spend it: a cached answer, a cached
+// refusal, or joining a request already in flight for the same token costs
+// nothing, so callers presenting known credentials keep working while a
+// flood of invented ones is refused.
+type verifyBudget struct {
+	limit rate.Limit
+	burst int
+
+	mu sync.Mutex // makes a caller's get-or-create of its limiter atomic
+	// callers holds a limiter per address, bounded: the least recently
+	// seen address is forgotten first, and so is one idle for longer than
+	// its bucket takes to refill (its bucket would be full again anyway).
+	callers *expirable.LRU[string, *rate.Limiter]
+
+	slots chan struct{} // one per request in flight
+}
+
+func newVerifyBudget(burst int, perSecond float64, maxCallers, maxInFlight int) *verifyBudget {
+	idle := time.Minute
+	if refill := time.Duration(float64(burst) / perSecond * float64(time.Second)); refill > idle {
+		idle = refill
+	}
+	return &verifyBudget{
+		limit:   rate.Limit(perSecond),
+		burst:   burst,
+		callers: expirable.NewLRU[string, *rate.Limiter](maxCallers, nil, idle),
+		slots:   make(chan struct{}, maxInFlight),
+	}
+}
+
+// admit takes one request from caller's bucket and one slot, or neither:
+// a caller over its rate gets ReasonRateLimited with the time until its
+// next token, and one finding every slot taken ReasonBusy. release frees the
+// slot when the request is done.
+func (b *verifyBudget) admit(caller string, now time.Time) (release func(), err error) {
+	b.mu.Lock()
+	lim, ok := b.callers.Get(caller)
+	if !ok {
+		lim = rate.NewLimiter(b.limit, b.burst)
+	}
+	b.callers.Add(caller, lim) // renews the idle expiry
+	b.mu.Unlock()
+
+	r := lim.ReserveN(now, 1)
+	if d := r.DelayFrom(now); !r.OK() || d > 0 {
+		r.CancelAt(now)
+		return nil, exhausted(ReasonRateLimited, max(d, time.Millisecond),
+			fmt.Errorf("caller %s is over its budget of verify calls to Clerk", caller))
+	}
+	select {
+	case b.slots <- struct{}{}:
+		return func() { <-b.slots }, nil
+	default:
+		r.CancelAt(now) // nothing was spent
+		return nil, exhausted(ReasonBusy, busyRetryAfter,
+			fmt.Errorf("%d verify calls to Clerk in flight already", cap(b.slots)))
+	}
+}
+
+// callerAddress is the address a call came from, without its port: the key
+// of the caller's budget. gRPC puts the remote address in the context's
+// peer; the HTTP listener does the same for Connect and gRPC-Web. A call
+// without one shares the budget of the empty address.
+func callerAddress(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return ""
+	}
+	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	addr := p.Addr.String()
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}

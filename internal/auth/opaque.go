@@ -1,0 +1,274 @@
+package auth
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"google.golang.org/grpc/codes"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
+)
+
+// BackendAPI verifies opaque credentials with Clerk; *clerk.Client
+// implements it. Each method returns clerk.ErrInvalidToken (or
+// clerk.ErrTokenRevoked, clerk.ErrTokenExpired) when Clerk refuses the
+// credential and clerk.ErrUnavailable when Clerk cannot answer; any other
+// error is INTERNAL.
+type BackendAPI interface {
+	VerifyMachineToken(ctx context.Context, token string) (*clerk.MachineToken, error)
+	VerifyAPIKey(ctx context.Context, secret string) (*clerk.APIKey, error)
+	VerifyOAuthToken(ctx context.Context, token string) (*clerk.OAuthToken, error)
+}
+
+var _ BackendAPI = (*clerk.Client)(nil)
+
+const (
+	maxOpaqueTTL         = 30 * time.Second
+	defaultRefusalTTL    = 30 * time.Second
+	defaultOpaqueCache   = 10_000
+	defaultVerifyTimeout = 10 * time.Second
+)
+
+// OpaqueConfig configures an OpaqueVerifier. Zero values take the defaults.
+type OpaqueConfig struct {
+	// Clerk asks the Backend API about a credential. Required.
+	Clerk BackendAPI
+	// TTL is how long Clerk's positive answer is trusted, counted from
+	// when the request was sent; default and maximum 30 s. It is never
+	// trusted past the credential's own expiry.
+	TTL time.Duration
+	// RefusalTTL is how long a credential Clerk refused is refused from
+	// memory; default 30 s.
+	RefusalTTL time.Duration
+	// CacheSize bounds the answers and the refusals kept, each; default
+	// 10,000.
+	CacheSize int
+	// Burst and Rate are each caller address's token bucket of requests to
+	// Clerk (GATEHOUSE_VERIFY_RATE); default 20 and 10 per second.
+	Burst int
+	Rate  float64
+	// MaxCallers bounds the addresses whose buckets are kept; default
+	// 10,000.
+	MaxCallers int
+	// MaxInFlight bounds the requests to Clerk in flight, for all callers
+	// together; default 16.
+	MaxInFlight int
+	// Timeout bounds one request to Clerk; default 10 s.
+	Timeout time.Duration
+	// OAuthAudiences, when not empty, are the audiences an OAuth token must
+	// name one of (GATEHOUSE_OAUTH_AUDIENCE), if Clerk reports its aud.
+	OAuthAudiences []string
+	// Now replaces time.Now in tests.
+	Now func() time.Time
+}
+
+// OpaqueVerifier verifies Clerk's opaque credentials — machine tokens
+// (mt_…), API keys (ak_…) and OAuth access tokens (oat_…) — through the
+// Backend API, and makes sure no stream of invented ones can spend the
+// Clerk instance's Backend API rate limit, which every replica and every
+// other service on the same secret key share. In order, a credential is:
+//
+//  1. refused without a request if it is not shaped as Clerk issues them;
+//  2. answered from memory if Clerk accepted it less than TTL ago (counted
+//     from when that request was sent, never past the credential's
+//     expiry), or refused from memory if Clerk refused it less than
+//     RefusalTTL ago;
+//  3. joined to the request in flight for the same credential, if there is
+//     one;
+//  4. refused with RESOURCE_EXHAUSTED if its caller's address is over its
+//     budget or too many requests are in flight — no request made;
+//  5. sent to Clerk, in a request that is cancelled when no caller waits
+//     for it any more. Clerk down, 5xx or 429 is UNAVAILABLE and not
+//     remembered.
+//
+// It is safe for concurrent use.
+type OpaqueVerifier struct {
+	clerk      BackendAPI
+	ttl        time.Duration
+	refusalTTL time.Duration
+	timeout    time.Duration
+	audiences  []string
+	now        func() time.Time
+
+	accepted *tokenCache[*grant]
+	refused  *expirable.LRU[string, refusal]
+	budget   *verifyBudget
+	flight   flight[*grant]
+}
+
+// refusal is a credential Clerk refused, remembered until a time of the
+// verifier's clock (the LRU's own expiry, on the wall clock, only reclaims
+// the memory).
+type refusal struct {
+	err   *Error
+	until time.Time
+}
+
+// NewOpaqueVerifier returns an OpaqueVerifier for cfg. It panics if
+// cfg.Clerk is nil: without a Backend API, pass no OpaqueVerifier to the
+// Authenticator at all.
+func NewOpaqueVerifier(cfg OpaqueConfig) *OpaqueVerifier {
+	if cfg.Clerk == nil {
+		panic("auth: NewOpaqueVerifier: nil Clerk")
+	}
+	if cfg.TTL <= 0 || cfg.TTL > maxOpaqueTTL {
+		cfg.TTL = maxOpaqueTTL
+	}
+	if cfg.RefusalTTL <= 0 {
+		cfg.RefusalTTL = defaultRefusalTTL
+	}
+	if cfg.CacheSize <= 0 {
+		cfg.CacheSize = defaultOpaqueCache
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = DefaultVerifyBurst
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultVerifyRate
+	}
+	if cfg.MaxCallers <= 0 {
+		cfg.MaxCallers = defaultMaxCallers
+	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = defaultMaxInFlight
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultVerifyTimeout
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &OpaqueVerifier{
+		clerk:      cfg.Clerk,
+		ttl:        cfg.TTL,
+		refusalTTL: cfg.RefusalTTL,
+		timeout:    cfg.Timeout,
+		audiences:  slices.Clone(cfg.OAuthAudiences),
+		now:        cfg.Now,
+		accepted:   newTokenCache[*grant](cfg.CacheSize),
+		refused:    expirable.NewLRU[string, refusal](cfg.CacheSize, nil, cfg.RefusalTTL),
+		budget:     newVerifyBudget(cfg.Burst, cfg.Rate, cfg.MaxCallers, cfg.MaxInFlight),
+	}
+}
+
+// grant verifies token, an opaque credential of kind, for a caller at
+// address caller. Its errors are for errorOf.
+func (v *OpaqueVerifier) grant(ctx context.Context, kind viewer.Credential, token, caller string) (*grant, error) {
+	if !wellFormedOpaque(token, prefixOf(kind)) {
+		return nil, unauthenticated(ReasonMalformed, nil)
+	}
+	now := v.now()
+	if g, ok := v.accepted.get(token, now); ok {
+		return g, nil
+	}
+	if r, ok := v.refused.Get(token); ok && now.Before(r.until) {
+		return nil, r.err
+	}
+	return v.flight.do(ctx, token,
+		func() (func(), error) { return v.budget.admit(caller, v.now()) },
+		func(ctx context.Context) (*grant, error) { return v.verify(ctx, kind, token) },
+	)
+}
+
+// verify asks Clerk, once, and remembers the answer: an acceptance until
+// TTL after the request was sent (or the credential's expiry, if sooner), a
+// refusal for RefusalTTL. Its error is an *Error.
+func (v *OpaqueVerifier) verify(ctx context.Context, kind viewer.Credential, token string) (*grant, error) {
+	ctx, cancel := context.WithTimeout(ctx, v.timeout)
+	defer cancel()
+	sent := v.now()
+	g, err := v.ask(ctx, kind, token)
+	if err != nil {
+		e := errorOf(err)
+		if e.Code == codes.Unauthenticated {
+			v.refused.Add(token, refusal{err: e, until: v.now().Add(v.refusalTTL)})
+		}
+		return nil, e
+	}
+	until := sent.Add(v.ttl)
+	if !g.expiresAt.IsZero() && g.expiresAt.Before(until) {
+		until = g.expiresAt
+	}
+	v.accepted.put(token, g, until, v.now())
+	return g, nil
+}
+
+// ask makes the one request to Clerk for kind and turns the answer into a
+// grant, refusing what Clerk accepts but Gatehouse cannot: a subject of the
+// wrong kind, an OAuth audience not configured.
+func (v *OpaqueVerifier) ask(ctx context.Context, kind viewer.Credential, token string) (*grant, error) {
+	switch kind {
+	case viewer.CredentialM2M:
+		mt, err := v.clerk.VerifyMachineToken(ctx, token)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errVerify, err)
+		}
+		if !validMachineID(mt.Subject) {
+			return nil, unauthenticated(ReasonBadSubject, nil)
+		}
+		g := &grant{kind: kind, id: mt.ID, subject: mt.Subject, expiresAt: mt.ExpiresAt}
+		g.restricted, g.tenants = tenantsClaim(mt.Claims)
+		return g, nil
+	case viewer.CredentialAPIKey:
+		k, err := v.clerk.VerifyAPIKey(ctx, token)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errVerify, err)
+		}
+		if !viewer.ValidUserID(k.Subject) && !viewer.ValidOrgID(k.Subject) {
+			return nil, unauthenticated(ReasonBadSubject, nil)
+		}
+		return &grant{kind: kind, id: k.ID, subject: k.Subject, expiresAt: k.ExpiresAt, scopes: namedPermissions(k.Scopes)}, nil
+	case viewer.CredentialOAuth:
+		o, err := v.clerk.VerifyOAuthToken(ctx, token)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", errVerify, err)
+		}
+		if !viewer.ValidUserID(o.Subject) {
+			return nil, unauthenticated(ReasonBadSubject, nil)
+		}
+		// Clerk's own SDK holds an opaque token's aud, when the answer has
+		// one, to the configured audience as it does a JWT's.
+		if len(v.audiences) > 0 && len(o.Audience) > 0 && !audienceMatches(o.Audience, v.audiences) {
+			return nil, unauthenticated(ReasonWrongAudience, nil)
+		}
+		return &grant{kind: kind, id: o.ID, subject: o.Subject, expiresAt: o.ExpiresAt, scopes: namedPermissions(o.Scopes)}, nil
+	}
+	return nil, fmt.Errorf("auth: no opaque credential of kind %v", kind)
+}
+
+// audienceMatches reports whether aud names one of want.
+func audienceMatches(aud, want []string) bool {
+	for _, a := range aud {
+		if a != "" && slices.Contains(want, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// validMachineID reports whether id has the shape of a Clerk machine id
+// (mch_ followed by letters and digits).
+func validMachineID(id string) bool {
+	rest, ok := cutIDPrefix(id, machineSubjectPrefix)
+	return ok && rest != ""
+}
+
+// cutIDPrefix returns what follows prefix in id if all of it is letters and
+// digits, at most 64 of them.
+func cutIDPrefix(id, prefix string) (string, bool) {
+	if len(id) <= len(prefix) || id[:len(prefix)] != prefix || len(id)-len(prefix) > 64 {
+		return "", false
+	}
+	rest := id[len(prefix):]
+	for i := 0; i < len(rest); i++ {
+		c := rest[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			return "", false
+		}
+	}
+	return rest, true
+}

@@ -1,0 +1,168 @@
+package clerkemu
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"regexp"
+	"time"
+)
+
+// APIKey describes an API key to mint.
+type APIKey struct {
+	// Subject is the user (user_…) or organization (org_…) the key belongs
+	// to. Required.
+	Subject string
+	// Name defaults to "dev key".
+	Name string
+	// Scopes are what the key may do, e.g. "org:projects:read".
+	Scopes []string
+	// Claims are the key's custom claims.
+	Claims map[string]any
+	// TTL is the key's lifetime: 0 never expires, and a negative TTL mints
+	// a key that has already expired.
+	TTL time.Duration
+}
+
+// apiKeyObject is Clerk's API key object, as create and verify answer.
+type apiKeyObject struct {
+	Object           string          `json:"object"`
+	ID               string          `json:"id"`
+	Type             string          `json:"type"`
+	Name             string          `json:"name"`
+	Subject          string          `json:"subject"`
+	Description      *string         `json:"description"`
+	Claims           json.RawMessage `json:"claims"`
+	Scopes           []string        `json:"scopes"`
+	Revoked          bool            `json:"revoked"`
+	RevocationReason *string         `json:"revocation_reason"`
+	Expired          bool            `json:"expired"`
+	Expiration       *int64          `json:"expiration"`
+	CreatedBy        *string         `json:"created_by"`
+	LastUsedAt       *int64          `json:"last_used_at"`
+	CreatedAt        int64           `json:"created_at"`
+	UpdatedAt        int64           `json:"updated_at"`
+	// Secret is only in create's answer.
+	Secret string `json:"secret,omitempty"`
+}
+
+type apiKey struct {
+	obj     apiKeyObject // as verify answers while valid
+	expires time.Time    // zero: never
+}
+
+var apiKeySubject = regexp.MustCompile(`^(user|org)_[A-Za-z0-9]+$`)
+
+// MintAPIKey mints an API key ("ak_" + 32 random characters) that POST
+// /v1/api_keys/verify accepts until it expires or is revoked.
+func (e *Emulator) MintAPIKey(k APIKey) (string, error) {
+	obj, err := e.storeAPIKey(k)
+	if err != nil {
+		return "", err
+	}
+	return obj.Secret, nil
+}
+
+func (e *Emulator) storeAPIKey(k APIKey) (apiKeyObject, error) {
+	if !apiKeySubject.MatchString(k.Subject) {
+		return apiKeyObject{}, fmt.Errorf("clerkemu: API key subject %q: want user_… or org_…", k.Subject)
+	}
+	claims := json.RawMessage("null")
+	if k.Claims != nil {
+		var err error
+		if claims, err = json.Marshal(k.Claims); err != nil {
+			return apiKeyObject{}, fmt.Errorf("clerkemu: API key claims: %w", err)
+		}
+	}
+	if k.Name == "" {
+		k.Name = "dev key"
+	}
+	if k.Scopes == nil {
+		k.Scopes = []string{}
+	}
+	now := time.Now()
+	key := &apiKey{obj: apiKeyObject{
+		Object:    "api_key",
+		ID:        "ak_" + randomHex(16),
+		Type:      "api_key",
+		Name:      k.Name,
+		Subject:   k.Subject,
+		Claims:    claims,
+		Scopes:    k.Scopes,
+		CreatedAt: now.UnixMilli(),
+		UpdatedAt: now.UnixMilli(),
+	}}
+	if k.TTL != 0 {
+		key.expires = now.Add(k.TTL)
+		exp := key.expires.UnixMilli()
+		key.obj.Expiration = &exp
+	}
+	s := secret("ak_")
+	e.mu.Lock()
+	e.apiKeys[s] = key
+	e.mu.Unlock()
+	obj := key.obj
+	obj.Secret = s
+	return obj, nil
+}
+
+// RevokeAPIKey revokes a key minted by MintAPIKey or created over HTTP. It
+// reports whether the key was known.
+func (e *Emulator) RevokeAPIKey(secret string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	k, ok := e.apiKeys[secret]
+	if ok && !k.obj.Revoked {
+		reason := "revoked by test"
+		k.obj.Revoked, k.obj.RevocationReason = true, &reason
+		k.obj.UpdatedAt = time.Now().UnixMilli()
+	}
+	return ok
+}
+
+// serveCreateAPIKey is POST /v1/api_keys.
+func (e *Emulator) serveCreateAPIKey(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name                   string         `json:"name"`
+		Subject                string         `json:"subject"`
+		Scopes                 []string       `json:"scopes"`
+		Claims                 map[string]any `json:"claims"`
+		SecondsUntilExpiration *int64         `json:"seconds_until_expiration"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	var ttl time.Duration
+	if req.SecondsUntilExpiration != nil {
+		ttl = time.Duration(*req.SecondsUntilExpiration) * time.Second
+	}
+	obj, err := e.storeAPIKey(APIKey{Subject: req.Subject, Name: req.Name, Scopes: req.Scopes, Claims: req.Claims, TTL: ttl})
+	if err != nil {
+		writeError(w, http.StatusUnprocessableEntity, "form_param_format_invalid", "is invalid", "subject must be a user or organization id.")
+		return
+	}
+	writeJSON(w, http.StatusOK, obj)
+}
+
+// serveVerifyAPIKey is POST /v1/api_keys/verify {"secret": …}.
+func (e *Emulator) serveVerifyAPIKey(w http.ResponseWriter, r *http.Request) {
+	e.serveVerify(w, r, &e.verify.apiKey, func(reject int) {
+		var req struct {
+			Secret string `json:"secret"`
+		}
+		if !readJSON(w, r, &req) {
+			return
+		}
+		e.mu.Lock()
+		k, ok := e.apiKeys[req.Secret]
+		var obj apiKeyObject
+		if ok {
+			obj = k.obj
+			obj.Expired = !k.expires.IsZero() && !time.Now().Before(k.expires)
+			now := time.Now().UnixMilli()
+			k.obj.LastUsedAt = &now
+		}
+		e.mu.Unlock()
+		writeRefusal(w, reject, ok, obj.Revoked, obj.Expired, "API key", obj)
+	})
+}
