@@ -164,7 +164,8 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	}
 	log.Info("gatehouse listening",
 		"grpc", grpcLis.Addr().String(), "http", httpLis.Addr().String(),
-		"database", st.Dialect, "issuer", cfg.Issuer, "opaque_credentials", backend != nil)
+		"database", st.Dialect, "issuer", cfg.Issuer, "opaque_credentials", backend != nil,
+		"browser_origins", cfg.AuthorizedParties)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return changes.Listen(gctx) })

@@ -214,7 +214,8 @@ func (s *Server) ServeGRPC(ctx context.Context, lis net.Listener) error {
 }
 
 // ServeHTTP serves the HTTP side on lis until ctx ends, then shuts down
-// gracefully.
+// gracefully: in-flight requests, API calls among them, finish first. Call
+// it once.
 func (s *Server) ServeHTTP(ctx context.Context, lis net.Listener) error {
 	s.httpServing.Store(true)
 	defer close(s.httpStopped)

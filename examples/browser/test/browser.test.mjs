@@ -240,8 +240,12 @@ test("from an origin not allowed: blocked by CORS, even with a good token", () =
     assert.equal(got.me, "", "the page read an answer it must not");
     // fetch() fails with no answer to read: Connect reports it as Unknown.
     assert.equal(got.code, "Unknown", got.error);
-    // The browser says why, naming the origin and CORS.
-    await page.waitForTimeout(200); // console messages arrive asynchronously
+    // The browser says why, naming the origin and CORS (its console
+    // messages arrive on their own time: wait for them, boundedly).
+    const deadline = Date.now() + WAIT;
+    while (!consoleLog.slice(before).some((l) => l.includes("blocked by CORS policy")) && Date.now() < deadline) {
+      await page.waitForTimeout(50);
+    }
     const said = consoleLog.slice(before).join("\n");
     assert.match(said, /blocked by CORS policy/, `console:\n${said}`);
     assert.ok(said.includes(`from origin '${origin}'`), `console:\n${said}`);
