@@ -10,6 +10,11 @@
 // As a machine, reading an organization's projects:
 //
 //	TOKEN=$(go run ./cmd/gatehouse token --machine) go run ./examples/goclient -tenant org_dev
+//
+// With a user's API key or an OAuth token (GetMe reports which):
+//
+//	TOKEN=$(go run ./cmd/gatehouse token --api-key --scopes org:projects:read) go run ./examples/goclient
+//	TOKEN=$(go run ./cmd/gatehouse token --oauth --scopes org:projects:read) go run ./examples/goclient
 package main
 
 import (
@@ -49,7 +54,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	token := getenv("TOKEN")
 	if token == "" {
-		return errors.New("set TOKEN to a Clerk session or machine token (in dev: export TOKEN=$(go run ./cmd/gatehouse token))")
+		return errors.New("set TOKEN to a Clerk credential: a session token, machine token, API key or OAuth token (in dev: export TOKEN=$(go run ./cmd/gatehouse token))")
 	}
 
 	conn, err := client.Dial(*addr, client.StaticToken(token))

@@ -154,9 +154,11 @@ curl -H "authorization: Bearer $TOKEN" http://{{.HTTP}}/v1/me
 curl -H "authorization: Bearer $TOKEN" -H "content-type: application/json" -d '{"name": "From curl"}' http://{{.HTTP}}/v1/projects
 curl -H "authorization: Bearer $TOKEN" http://{{.HTTP}}/v1/projects
 
-More tokens (another user, an organization and role, a machine):
+More credentials (another user, an organization and role, a machine, an API key, an OAuth token):
 go run ./cmd/gatehouse token --user user_alice --org {{.Org}} --role org:member
 go run ./cmd/gatehouse token --machine
+go run ./cmd/gatehouse token --api-key --scopes org:projects:read,org:projects:create
+go run ./cmd/gatehouse token --oauth --scopes org:projects:read
 Send a signed Clerk webhook:
 go run ./cmd/gatehouse webhook send user.created
 
