@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -32,24 +33,8 @@ type OAuthToken struct {
 	Forge Forge
 }
 
-// oauthTokenObject is Clerk's OAuth access token object, as verify answers.
-type oauthTokenObject struct {
-	Object           string   `json:"object"`
-	ID               string   `json:"id"`
-	ClientID         string   `json:"client_id"`
-	Subject          string   `json:"subject"`
-	Scopes           []string `json:"scopes"`
-	Audience         []string `json:"aud,omitempty"`
-	Revoked          bool     `json:"revoked"`
-	RevocationReason *string  `json:"revocation_reason"`
-	Expired          bool     `json:"expired"`
-	Expiration       *int64   `json:"expiration"`
-	CreatedAt        int64    `json:"created_at"`
-	UpdatedAt        int64    `json:"updated_at"`
-}
-
 type oauthToken struct {
-	obj     oauthTokenObject
+	obj     clerk.OAuthTokenObject // as verify answers while valid
 	expires time.Time
 }
 
@@ -88,15 +73,15 @@ func (e *Emulator) MintOAuthToken(t OAuthToken) (string, error) {
 		}
 		return e.forgedJWT(t.Forge, "at+jwt", "", claims)
 	}
-	tok := &oauthToken{obj: oauthTokenObject{
-		Object:    "clerk_idp_oauth_access_token",
-		ID:        id,
-		ClientID:  t.ClientID,
-		Subject:   t.UserID,
-		Scopes:    t.Scopes,
-		Audience:  t.Audience,
-		CreatedAt: now.UnixMilli(),
-		UpdatedAt: now.UnixMilli(),
+	tok := &oauthToken{obj: clerk.OAuthTokenObject{
+		Object:          "clerk_idp_oauth_access_token",
+		CredentialState: clerk.CredentialState{ID: id},
+		ClientID:        t.ClientID,
+		Subject:         t.UserID,
+		Scopes:          t.Scopes,
+		Audience:        t.Audience,
+		CreatedAt:       now.UnixMilli(),
+		UpdatedAt:       now.UnixMilli(),
 	}, expires: now.Add(t.TTL)}
 	exp := tok.expires.UnixMilli()
 	tok.obj.Expiration = &exp
@@ -161,15 +146,13 @@ func (e *Emulator) serveMintOAuthToken(w http.ResponseWriter, r *http.Request) {
 // {"access_token": …}.
 func (e *Emulator) serveVerifyOAuthToken(w http.ResponseWriter, r *http.Request) {
 	e.serveVerify(w, r, &e.verify.oauth, func(reject int) {
-		var req struct {
-			AccessToken string `json:"access_token"`
-		}
+		var req clerk.VerifyOAuthTokenParams
 		if !readJSON(w, r, &req) {
 			return
 		}
 		e.mu.Lock()
 		t, ok := e.oauthTokens[req.AccessToken]
-		var obj oauthTokenObject
+		var obj clerk.OAuthTokenObject
 		if ok {
 			obj = t.obj
 			obj.Expired = !time.Now().Before(t.expires)
