@@ -98,10 +98,7 @@ func (c *Client) VerifyMachineToken(ctx context.Context, token string) (*Machine
 // verifyOpaque; none contains the secret.
 func (c *Client) VerifyAPIKey(ctx context.Context, secret string) (*APIKey, error) {
 	k := &APIKeyObject{}
-	expiresAt, err := verifyOpaque(ctx, "API key", secret, func(ctx context.Context) (CredentialState, error) {
-		err := c.post(ctx, apiKeysVerifyPath, &VerifyAPIKeyParams{Secret: secret}, k)
-		return k.CredentialState, err
-	})
+	expiresAt, err := verifyOpaque(ctx, "API key", secret, c.postVerify(apiKeysVerifyPath, &VerifyAPIKeyParams{Secret: secret}, k))
 	if err != nil {
 		return nil, err
 	}
@@ -120,10 +117,7 @@ func (c *Client) VerifyAPIKey(ctx context.Context, secret string) (*APIKey, erro
 // the token.
 func (c *Client) VerifyOAuthToken(ctx context.Context, token string) (*OAuthToken, error) {
 	o := &OAuthTokenObject{}
-	expiresAt, err := verifyOpaque(ctx, "OAuth token", token, func(ctx context.Context) (CredentialState, error) {
-		err := c.post(ctx, oauthTokensVerifyPath, &VerifyOAuthTokenParams{AccessToken: token}, o)
-		return o.CredentialState, err
-	})
+	expiresAt, err := verifyOpaque(ctx, "OAuth token", token, c.postVerify(oauthTokensVerifyPath, &VerifyOAuthTokenParams{AccessToken: token}, o))
 	if err != nil {
 		return nil, err
 	}
@@ -137,12 +131,23 @@ func (c *Client) VerifyOAuthToken(ctx context.Context, token string) (*OAuthToke
 	}, nil
 }
 
-// post POSTs params to the Backend API's path, through the SDK's request
-// machinery, and decodes the answer into v.
-func (c *Client) post(ctx context.Context, path string, params clerksdk.Params, v clerksdk.ResponseReader) error {
-	req := clerksdk.NewAPIRequest(http.MethodPost, path)
-	req.SetParams(params)
-	return c.backend.Call(ctx, req, v)
+// verifyAnswer is the answer of a verify endpoint the SDK has no client for
+// (*APIKeyObject, *OAuthTokenObject), as postVerify decodes it.
+type verifyAnswer interface {
+	clerksdk.ResponseReader
+	state() CredentialState
+}
+
+// postVerify returns verifyOpaque's request to a verify endpoint the SDK has
+// no client for: POST params to path, through the SDK's request machinery,
+// decoding Clerk's answer into answer.
+func (c *Client) postVerify(path string, params clerksdk.Params, answer verifyAnswer) func(context.Context) (CredentialState, error) {
+	return func(ctx context.Context) (CredentialState, error) {
+		req := clerksdk.NewAPIRequest(http.MethodPost, path)
+		req.SetParams(params)
+		err := c.backend.Call(ctx, req, answer)
+		return answer.state(), err
+	}
 }
 
 // verifyOpaque asks Clerk whether credential, an opaque credential of the

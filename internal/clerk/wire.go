@@ -24,6 +24,9 @@ type CredentialState struct {
 	Expiration *int64 `json:"expiration"`
 }
 
+// state is how postVerify reads the state embedded in an answer.
+func (s CredentialState) state() CredentialState { return s }
+
 // APIKeyObject is Clerk's API key object, as POST /api_keys/verify answers
 // (and POST /api_keys, which adds the secret).
 type APIKeyObject struct {
