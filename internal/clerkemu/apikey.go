@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"time"
 
+	clerksdk "github.com/clerk/clerk-sdk-go/v2"
+
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 )
 
@@ -36,6 +38,17 @@ type createdAPIKey struct {
 type apiKey struct {
 	obj     clerk.APIKeyObject // as verify answers while valid
 	expires time.Time          // zero: never
+}
+
+func (k *apiKey) verified(now time.Time) (obj any, revoked, expired bool) {
+	o := k.obj
+	o.Expired = expiredAt(k.expires, now)
+	k.obj.LastUsedAt = clerksdk.Int64(now.UnixMilli())
+	return o, o.Revoked, o.Expired
+}
+
+func (k *apiKey) revoke(now time.Time) {
+	markRevoked(&k.obj.Revoked, &k.obj.RevocationReason, &k.obj.UpdatedAt, now)
 }
 
 var apiKeySubject = regexp.MustCompile(`^(user|org)_[A-Za-z0-9]+$`)
@@ -94,15 +107,7 @@ func (e *Emulator) storeAPIKey(k APIKey) (createdAPIKey, error) {
 // RevokeAPIKey revokes a key minted by MintAPIKey or created over HTTP. It
 // reports whether the key was known.
 func (e *Emulator) RevokeAPIKey(secret string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	k, ok := e.apiKeys[secret]
-	if ok && !k.obj.Revoked {
-		reason := "revoked by test"
-		k.obj.Revoked, k.obj.RevocationReason = true, &reason
-		k.obj.UpdatedAt = time.Now().UnixMilli()
-	}
-	return ok
+	return revokeIssued(e, e.apiKeys, secret)
 }
 
 // serveCreateAPIKey is POST /v1/api_keys.
@@ -133,19 +138,8 @@ func (e *Emulator) serveCreateAPIKey(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) serveVerifyAPIKey(w http.ResponseWriter, r *http.Request) {
 	e.serveVerify(w, r, &e.verify.apiKey, func(reject int) {
 		var req clerk.VerifyAPIKeyParams
-		if !readJSON(w, r, &req) {
-			return
+		if readJSON(w, r, &req) {
+			answerVerify(e, w, reject, "API key", e.apiKeys, req.Secret)
 		}
-		e.mu.Lock()
-		k, ok := e.apiKeys[req.Secret]
-		var obj clerk.APIKeyObject
-		if ok {
-			obj = k.obj
-			obj.Expired = !k.expires.IsZero() && !time.Now().Before(k.expires)
-			now := time.Now().UnixMilli()
-			k.obj.LastUsedAt = &now
-		}
-		e.mu.Unlock()
-		writeRefusal(w, reject, ok, obj.Revoked, obj.Expired, "API key", obj)
 	})
 }

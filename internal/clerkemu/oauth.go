@@ -38,6 +38,16 @@ type oauthToken struct {
 	expires time.Time
 }
 
+func (t *oauthToken) verified(now time.Time) (obj any, revoked, expired bool) {
+	o := t.obj
+	o.Expired = expiredAt(t.expires, now)
+	return o, o.Revoked, o.Expired
+}
+
+func (t *oauthToken) revoke(now time.Time) {
+	markRevoked(&t.obj.Revoked, &t.obj.RevocationReason, &t.obj.UpdatedAt, now)
+}
+
 // MintOAuthToken mints an OAuth access token for t.UserID: opaque ("oat_" +
 // 32 random characters, accepted by POST
 // /v1/oauth_applications/access_tokens/verify until it expires or is
@@ -95,15 +105,7 @@ func (e *Emulator) MintOAuthToken(t OAuthToken) (string, error) {
 // RevokeOAuthToken revokes an opaque token minted by MintOAuthToken. It
 // reports whether the token was known.
 func (e *Emulator) RevokeOAuthToken(token string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.oauthTokens[token]
-	if ok && !t.obj.Revoked {
-		reason := "revoked by test"
-		t.obj.Revoked, t.obj.RevocationReason = true, &reason
-		t.obj.UpdatedAt = time.Now().UnixMilli()
-	}
-	return ok
+	return revokeIssued(e, e.oauthTokens, token)
 }
 
 // serveMintOAuthToken is POST /v1/emulator/oauth_access_tokens, the
@@ -147,17 +149,8 @@ func (e *Emulator) serveMintOAuthToken(w http.ResponseWriter, r *http.Request) {
 func (e *Emulator) serveVerifyOAuthToken(w http.ResponseWriter, r *http.Request) {
 	e.serveVerify(w, r, &e.verify.oauth, func(reject int) {
 		var req clerk.VerifyOAuthTokenParams
-		if !readJSON(w, r, &req) {
-			return
+		if readJSON(w, r, &req) {
+			answerVerify(e, w, reject, "OAuth token", e.oauthTokens, req.AccessToken)
 		}
-		e.mu.Lock()
-		t, ok := e.oauthTokens[req.AccessToken]
-		var obj clerk.OAuthTokenObject
-		if ok {
-			obj = t.obj
-			obj.Expired = !time.Now().Before(t.expires)
-		}
-		e.mu.Unlock()
-		writeRefusal(w, reject, ok, obj.Revoked, obj.Expired, "OAuth token", obj)
 	})
 }
