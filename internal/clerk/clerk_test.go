@@ -41,6 +41,17 @@ func newEmulator(t *testing.T, opts clerkemu.Options) (*clerkemu.Emulator, *cler
 	return e, clerk.New(clerk.Config{APIURL: serve(t, e), SecretKey: e.SecretKey()})
 }
 
+// mint mints a credential with an Emulator's Mint method, or fails the
+// test.
+func mint[S any](t *testing.T, mint func(S) (string, error), spec S) string {
+	t.Helper()
+	token, err := mint(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
 // serve serves e's Backend API and returns its base URL.
 func serve(t *testing.T, e *clerkemu.Emulator) string {
 	t.Helper()
@@ -161,19 +172,11 @@ func TestUserClerkJSON(t *testing.T) {
 
 func TestVerifyMachineToken(t *testing.T) {
 	e, client := newEmulator(t, clerkemu.Options{})
-	mint := func(m clerkemu.Machine) string {
-		t.Helper()
-		token, err := e.MintMachineToken(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return token
-	}
-	valid := mint(clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
-	forever := mint(clerkemu.Machine{ID: "mch_a"})
-	revoked := mint(clerkemu.Machine{ID: "mch_a"})
+	valid := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
+	forever := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a"})
+	revoked := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a"})
 	e.RevokeMachineToken(revoked)
-	expired := mint(clerkemu.Machine{ID: "mch_a", TTL: -time.Second})
+	expired := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a", TTL: -time.Second})
 
 	type view struct {
 		Subject, Claims string
@@ -260,31 +263,15 @@ func TestVerifyMachineTokenExpiresAt(t *testing.T) {
 // credential.
 func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
 	e, client := newEmulator(t, clerkemu.Options{})
-	mintKey := func(k clerkemu.APIKey) string {
-		t.Helper()
-		s, err := e.MintAPIKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	mintOAuth := func(o clerkemu.OAuthToken) string {
-		t.Helper()
-		s, err := e.MintOAuthToken(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	userKey := mintKey(clerkemu.APIKey{Subject: "user_a", Scopes: []string{"org:projects:read"}, Claims: map[string]any{"k": "v"}, TTL: time.Hour})
-	orgKey := mintKey(clerkemu.APIKey{Subject: "org_a"})
-	revokedKey := mintKey(clerkemu.APIKey{Subject: "user_a"})
+	userKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a", Scopes: []string{"org:projects:read"}, Claims: map[string]any{"k": "v"}, TTL: time.Hour})
+	orgKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "org_a"})
+	revokedKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a"})
 	e.RevokeAPIKey(revokedKey)
-	expiredKey := mintKey(clerkemu.APIKey{Subject: "user_a", TTL: -time.Second})
-	oauth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}})
-	revokedOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a"})
+	expiredKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a", TTL: -time.Second})
+	oauth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}})
+	revokedOAuth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a"})
 	e.RevokeOAuthToken(revokedOAuth)
-	expiredOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", TTL: -time.Second})
+	expiredOAuth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a", TTL: -time.Second})
 
 	// view is what either verification returns, in one shape.
 	type view struct {

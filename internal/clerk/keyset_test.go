@@ -81,22 +81,13 @@ func newKeySet(t *testing.T, c *clerk.Client) (*clerk.KeySet, *clock, *fetchLog)
 	return c.NewKeySet(clerk.KeySetOptions{RefetchInterval: 5 * time.Second, OnFetch: log.OnFetch, Now: clk.Now}), clk, log
 }
 
-func mustMint(t *testing.T, e *clerkemu.Emulator, s clerkemu.Session) string {
-	t.Helper()
-	token, err := e.MintSession(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token
-}
-
 func TestKeySetVerifiesSession(t *testing.T) {
 	e, client := newEmulator(t, clerkemu.Options{})
 	ks, _, log := newKeySet(t, client)
 	if ks.Ready() {
 		t.Fatal("Ready before any fetch")
 	}
-	token := mustMint(t, e, clerkemu.Session{UserID: "user_1"})
+	token := mint(t, e.MintSession, clerkemu.Session{UserID: "user_1"})
 	key, err := ks.Key(context.Background(), e.KeyID())
 	if err != nil {
 		t.Fatal(err)
@@ -426,7 +417,7 @@ func TestStaticKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Key(%q): %v", kid, err)
 		}
-		token := mustMint(t, e, clerkemu.Session{UserID: "user_1", KeyID: kid})
+		token := mint(t, e.MintSession, clerkemu.Session{UserID: "user_1", KeyID: kid})
 		if _, err := jwt.Verify(context.Background(), &jwt.VerifyParams{Token: token, JWK: key, ProxyURL: &iss}); err != nil {
 			t.Errorf("kid %q: jwt.Verify: %v", kid, err)
 		}
