@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"time"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 // APIKey describes an API key to mint.
@@ -51,8 +51,6 @@ func (k *apiKey) revoke(now time.Time) {
 	markRevoked(&k.obj.Revoked, &k.obj.RevocationReason, &k.obj.UpdatedAt, now)
 }
 
-var apiKeySubject = regexp.MustCompile(`^(user|org)_[A-Za-z0-9]+$`)
-
 // MintAPIKey mints an API key ("ak_" + 32 random characters) that POST
 // /v1/api_keys/verify accepts until it expires or is revoked.
 func (e *Emulator) MintAPIKey(k APIKey) (string, error) {
@@ -64,7 +62,7 @@ func (e *Emulator) MintAPIKey(k APIKey) (string, error) {
 }
 
 func (e *Emulator) storeAPIKey(k APIKey) (createdAPIKey, error) {
-	if !apiKeySubject.MatchString(k.Subject) {
+	if !viewer.ValidTenantID(k.Subject) {
 		return createdAPIKey{}, fmt.Errorf("clerkemu: API key subject %q: want user_… or org_…", k.Subject)
 	}
 	claims := json.RawMessage("null")
