@@ -192,6 +192,16 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	}
 }
 
+// retryInfo returns the google.rpc.RetryInfo detail of err's status, or nil.
+func retryInfo(err error) *errdetails.RetryInfo {
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			return r
+		}
+	}
+	return nil
+}
+
 func TestHealthReflectionAndMetrics(t *testing.T) {
 	g := start(t, "sqlite")
 	ctx := context.Background()
@@ -295,13 +305,7 @@ func testProvisioningWhenClerkIsDown(t *testing.T, via protocol) {
 	g.emu.SetUsersStatus(http.StatusServiceUnavailable)
 	_, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
 	wantCode(t, err, codes.Unavailable)
-	var retry *errdetails.RetryInfo
-	for _, d := range status.Convert(err).Details() {
-		if r, ok := d.(*errdetails.RetryInfo); ok {
-			retry = r
-		}
-	}
-	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+	if retry := retryInfo(err); retry == nil || retry.RetryDelay.AsDuration() <= 0 {
 		t.Fatalf("UNAVAILABLE without RetryInfo: %v", status.Convert(err).Details())
 	}
 	g.emu.SetUsersStatus(0)

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
@@ -253,13 +251,4 @@ func TestDatabaseOutageIsUnavailableOnEveryPath(t *testing.T) {
 			t.Errorf("%s after the outage: %v", c.name, err)
 		}
 	}
-}
-
-func retryInfo(err error) *errdetails.RetryInfo {
-	for _, d := range status.Convert(err).Details() {
-		if r, ok := d.(*errdetails.RetryInfo); ok {
-			return r
-		}
-	}
-	return nil
 }
