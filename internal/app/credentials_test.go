@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -426,7 +425,7 @@ func testKeyOutageEndToEnd(t *testing.T, via protocol) {
 	for range 3 {
 		_, err := g.users.GetMe(withToken(context.Background(), rotated), &gatehousev1.GetMeRequest{})
 		wantCode(t, err, codes.Unavailable)
-		if !hasRetryInfo(err) {
+		if retryInfo(err) == nil {
 			t.Errorf("UNAVAILABLE without RetryInfo")
 		}
 	}
@@ -463,15 +462,6 @@ func TestAuthFailureCausesAreLogged(t *testing.T) {
 	if strings.Contains(logged.String(), tok) {
 		t.Errorf("the log holds the token")
 	}
-}
-
-func hasRetryInfo(err error) bool {
-	for _, d := range status.Convert(err).Details() {
-		if _, ok := d.(*errdetails.RetryInfo); ok {
-			return true
-		}
-	}
-	return false
 }
 
 // syncBuffer collects a log safely from many goroutines.

@@ -64,32 +64,15 @@ func start(t *testing.T, dialect string, opts ...option) *gatehouse {
 // startLogging is start, writing Gatehouse's log (JSON) to logTo too.
 func startLogging(t *testing.T, dialect string, logTo io.Writer, opts ...option) *gatehouse {
 	t.Helper()
-	emu, err := clerkemu.New(clerkemu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clerkSrv := httptest.NewServer(emu.Handler())
-	t.Cleanup(clerkSrv.Close)
-	cfg := &config.Config{
-		DatabaseURL:         storetest.URL(t, dialect),
-		GRPCAddr:            "127.0.0.1:0",
-		HTTPAddr:            "127.0.0.1:0",
-		ClerkSecretKey:      emu.SecretKey(),
-		Issuer:              emu.Issuer(),
-		AuthorizedParties:   []string{"http://localhost:3000"},
-		ClerkAPIURL:         clerkSrv.URL + "/v1",
-		WebhookSecret:       emu.WebhookSecret(),
-		JWKSRefetchInterval: 5 * time.Second,
-		PageTokenKey:        []byte("0123456789abcdef0123456789abcdef"),
-		Migrate:             true,
-	}
+	c := newClerk(t)
+	cfg := c.serveConfig(storetest.URL(t, dialect))
+	cfg.AuthorizedParties = []string{"http://localhost:3000"}
 	for _, o := range opts {
 		o(cfg)
 	}
 	if cfg.ClerkJWTKey == emulatorJWTKey {
-		cfg.ClerkJWTKey = emu.PublicKeyPEM()
+		cfg.ClerkJWTKey = c.emu.PublicKeyPEM()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
 	var out io.Writer = io.Discard
 	if testing.Verbose() {
 		out = testWriter{t}
@@ -97,14 +80,64 @@ func startLogging(t *testing.T, dialect string, logTo io.Writer, opts ...option)
 	if logTo != nil {
 		out = io.MultiWriter(out, logTo)
 	}
-	log := slog.New(slog.NewJSONHandler(out, nil))
+	return c.startApp(t, cfg, slog.New(slog.NewJSONHandler(out, nil)))
+}
+
+// clerkFixture is one Clerk emulator, served over HTTP: a test's own, or
+// one that several replicas share as they would share one Clerk instance.
+type clerkFixture struct {
+	emu *clerkemu.Emulator
+	url string // the Backend API's base URL, …/v1
+}
+
+func newClerk(t *testing.T) *clerkFixture {
+	t.Helper()
+	emu, err := clerkemu.New(clerkemu.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(emu.Handler())
+	t.Cleanup(srv.Close)
+	return &clerkFixture{emu: emu, url: srv.URL + "/v1"}
+}
+
+// serveConfig is the configuration `gatehouse serve` would read for a
+// server on dbURL behind c, on port 0.
+func (c *clerkFixture) serveConfig(dbURL string) *config.Config {
+	return &config.Config{
+		DatabaseURL:         dbURL,
+		GRPCAddr:            "127.0.0.1:0",
+		HTTPAddr:            "127.0.0.1:0",
+		ClerkSecretKey:      c.emu.SecretKey(),
+		Issuer:              c.emu.Issuer(),
+		ClerkAPIURL:         c.url,
+		WebhookSecret:       c.emu.WebhookSecret(),
+		JWKSRefetchInterval: 5 * time.Second,
+		PageTokenKey:        []byte("0123456789abcdef0123456789abcdef"),
+		Migrate:             true,
+	}
+}
+
+// startApp starts Gatehouse with cfg, logging to log, and serves it until
+// the test ends.
+func (c *clerkFixture) startApp(t *testing.T, cfg *config.Config, log *slog.Logger) *gatehouse {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.Start(ctx, cfg, log)
 	if err != nil {
 		cancel()
 		t.Fatalf("start: %v", err)
 	}
+	return serveApp(t, c.emu, a, cancel)
+}
+
+// serveApp runs an app.App started by app.Start until the test ends, with
+// clients for it.
+func serveApp(t *testing.T, emu *clerkemu.Emulator, a *app.App, cancel context.CancelFunc) *gatehouse {
+	t.Helper()
 	conn, err := grpc.NewClient(a.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -120,6 +153,13 @@ func startLogging(t *testing.T, dialect string, logTo io.Writer, opts ...option)
 		projects: gatehousev1.NewProjectServiceClient(conn),
 		httpURL:  "http://" + a.HTTPAddr.String(),
 	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
 type testWriter struct{ t *testing.T }
@@ -150,6 +190,16 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 	if got := status.Code(err); got != want {
 		t.Fatalf("got %v (%v), want %v", got, err, want)
 	}
+}
+
+// retryInfo returns the google.rpc.RetryInfo detail of err's status, or nil.
+func retryInfo(err error) *errdetails.RetryInfo {
+	for _, d := range status.Convert(err).Details() {
+		if r, ok := d.(*errdetails.RetryInfo); ok {
+			return r
+		}
+	}
+	return nil
 }
 
 func TestHealthReflectionAndMetrics(t *testing.T) {
@@ -255,13 +305,7 @@ func testProvisioningWhenClerkIsDown(t *testing.T, via protocol) {
 	g.emu.SetUsersStatus(http.StatusServiceUnavailable)
 	_, err := g.users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
 	wantCode(t, err, codes.Unavailable)
-	var retry *errdetails.RetryInfo
-	for _, d := range status.Convert(err).Details() {
-		if r, ok := d.(*errdetails.RetryInfo); ok {
-			retry = r
-		}
-	}
-	if retry == nil || retry.RetryDelay.AsDuration() <= 0 {
+	if retry := retryInfo(err); retry == nil || retry.RetryDelay.AsDuration() <= 0 {
 		t.Fatalf("UNAVAILABLE without RetryInfo: %v", status.Convert(err).Details())
 	}
 	g.emu.SetUsersStatus(0)
@@ -527,18 +571,10 @@ func testInvalidArgumentsCarryFieldViolations(t *testing.T, via protocol) {
 }
 
 func TestGracefulShutdownDrains(t *testing.T) {
-	emu, err := clerkemu.New(clerkemu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	clerkSrv := httptest.NewServer(emu.Handler())
-	defer clerkSrv.Close()
+	cfg := newClerk(t).serveConfig(storetest.URL(t, "sqlite"))
+	cfg.JWKSRefetchInterval = time.Second
 	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, &config.Config{
-		DatabaseURL: storetest.URL(t, "sqlite"), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		ClerkSecretKey: emu.SecretKey(), Issuer: emu.Issuer(), ClerkAPIURL: clerkSrv.URL + "/v1",
-		WebhookSecret: emu.WebhookSecret(), JWKSRefetchInterval: time.Second, PageTokenKey: []byte("0123456789abcdef0123456789abcdef"), Migrate: true,
-	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -576,12 +612,7 @@ func testMembershipRoleStandsInForAMissingRole(t *testing.T, via protocol) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			resp, err := clerkemu.SendWebhook(ctx, g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
+			if resp := postWebhook(t, g, "", body); resp.StatusCode != http.StatusOK {
 				t.Fatalf("membership webhook: %s", resp.Status)
 			}
 

@@ -649,11 +649,7 @@ func TestCORS(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := clerkemu.SendWebhook(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := postWebhook(t, g, "", body)
 		if resp.StatusCode != 200 || resp.Header.Get("Access-Control-Allow-Origin") != "" {
 			t.Errorf("webhook: HTTP %d, headers %v", resp.StatusCode, resp.Header)
 		}

@@ -11,9 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
@@ -85,18 +83,24 @@ func (p *cutProxy) Cut() {
 	p.conns = nil
 }
 
-// TestDatabaseOutage: while Postgres is unreachable, calls are UNAVAILABLE,
-// /readyz says so, and a webhook is answered 503 with nothing written; when
-// it is back, everything resumes, and the redelivered webhook applies.
-func TestDatabaseOutage(t *testing.T) {
-	dbURL := storetest.URL(t, "postgres")
-	u, err := url.Parse(dbURL)
+// startBehindCutProxy starts Gatehouse on a fresh Postgres database that it
+// reaches through a cutProxy, so that the test can take the database away.
+func startBehindCutProxy(t *testing.T) (*gatehouse, *cutProxy) {
+	t.Helper()
+	u, err := url.Parse(storetest.URL(t, "postgres"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	proxy := newCutProxy(t, u.Host)
 	u.Host = proxy.addr
-	g := start(t, "postgres", func(c *config.Config) { c.DatabaseURL = u.String() })
+	return start(t, "postgres", func(c *config.Config) { c.DatabaseURL = u.String() }), proxy
+}
+
+// TestDatabaseOutage: while Postgres is unreachable, calls are UNAVAILABLE,
+// /readyz says so, and a webhook is answered 503 with nothing written; when
+// it is back, everything resumes, and the redelivered webhook applies.
+func TestDatabaseOutage(t *testing.T) {
+	g, proxy := startBehindCutProxy(t)
 	ctx := context.Background()
 	tok := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_o", OrgID: "org_o", OrgRole: "org:admin"}))
 	if _, err := g.projects.CreateProject(tok, &gatehousev1.CreateProjectRequest{Name: "before"}); err != nil {
@@ -104,7 +108,7 @@ func TestDatabaseOutage(t *testing.T) {
 	}
 
 	proxy.Cut()
-	_, err = g.projects.ListProjects(tok, &gatehousev1.ListProjectsRequest{})
+	_, err := g.projects.ListProjects(tok, &gatehousev1.ListProjectsRequest{})
 	wantCode(t, err, codes.Unavailable)
 	_, err = g.projects.CreateProject(tok, &gatehousev1.CreateProjectRequest{Name: "during"})
 	wantCode(t, err, codes.Unavailable)
@@ -164,14 +168,22 @@ func httpStatus(t *testing.T, u string) int {
 	return r.StatusCode
 }
 
+// sendWebhook delivers body to g's webhook endpoint, signed as Svix signs,
+// and returns the answer's status.
 func sendWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) int {
+	t.Helper()
+	return postWebhook(t, g, msgID, body).StatusCode
+}
+
+// postWebhook is sendWebhook returning the whole answer (its body closed).
+func postWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) *http.Response {
 	t.Helper()
 	resp, err := clerkemu.SendWebhook(context.Background(), g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), msgID, body)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	return resp.StatusCode
+	return resp
 }
 
 // TestDatabaseOutageIsUnavailableOnEveryPath: while Postgres is unreachable,
@@ -180,14 +192,7 @@ func sendWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) int {
 // for the first time, or one whose trust window has run out) and its
 // membership-role look-up — and never INTERNAL, which clients do not retry.
 func TestDatabaseOutageIsUnavailableOnEveryPath(t *testing.T) {
-	dbURL := storetest.URL(t, "postgres")
-	u, err := url.Parse(dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proxy := newCutProxy(t, u.Host)
-	u.Host = proxy.addr
-	g := start(t, "postgres", func(c *config.Config) { c.DatabaseURL = u.String() })
+	g, proxy := startBehindCutProxy(t)
 	ctx := context.Background()
 	known := withToken(ctx, g.mint(t, clerkemu.Session{UserID: "user_known", OrgID: "org_o", OrgRole: "org:admin"}))
 	if _, err := g.projects.CreateProject(known, &gatehousev1.CreateProjectRequest{Name: "before"}); err != nil {
@@ -233,11 +238,7 @@ func TestDatabaseOutageIsUnavailableOnEveryPath(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp, err := clerkemu.SendWebhook(ctx, g.httpURL+"/webhooks/clerk", g.emu.WebhookSecret(), "", body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp := postWebhook(t, g, "", body)
 		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
 			t.Errorf("webhook: %s, Retry-After %q; want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
 		}
@@ -250,13 +251,4 @@ func TestDatabaseOutageIsUnavailableOnEveryPath(t *testing.T) {
 			t.Errorf("%s after the outage: %v", c.name, err)
 		}
 	}
-}
-
-func retryInfo(err error) *errdetails.RetryInfo {
-	for _, d := range status.Convert(err).Details() {
-		if r, ok := d.(*errdetails.RetryInfo); ok {
-			return r
-		}
-	}
-	return nil
 }

@@ -3,107 +3,30 @@ package app_test
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
-	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
-// clerkFixture is one Clerk emulator, served over HTTP, that several
-// replicas share as they would share one Clerk instance.
-type clerkFixture struct {
-	emu *clerkemu.Emulator
-	url string // the Backend API's base URL, …/v1
-}
-
-func newClerk(t *testing.T) *clerkFixture {
-	t.Helper()
-	emu, err := clerkemu.New(clerkemu.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(emu.Handler())
-	t.Cleanup(srv.Close)
-	return &clerkFixture{emu: emu, url: srv.URL + "/v1"}
-}
-
-// replicaConfig is the configuration `gatehouse serve` would read for a
-// replica on dbURL behind c, on port 0.
-func (c *clerkFixture) replicaConfig(dbURL string) *config.Config {
-	return &config.Config{
-		DatabaseURL:         dbURL,
-		GRPCAddr:            "127.0.0.1:0",
-		HTTPAddr:            "127.0.0.1:0",
-		ClerkSecretKey:      c.emu.SecretKey(),
-		Issuer:              c.emu.Issuer(),
-		ClerkAPIURL:         c.url,
-		WebhookSecret:       c.emu.WebhookSecret(),
-		JWKSRefetchInterval: 5 * time.Second,
-		PageTokenKey:        []byte("0123456789abcdef0123456789abcdef"),
-		Migrate:             true,
-	}
-}
-
-// serveApp runs an app.App started by app.Start until the test ends, with
-// clients for it.
-func serveApp(t *testing.T, emu *clerkemu.Emulator, a *app.App, cancel context.CancelFunc) *gatehouse {
-	t.Helper()
-	conn, err := grpc.NewClient(a.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		conn.Close()
-		cancel()
-		if err := a.Wait(); err != nil {
-			t.Errorf("server stopped with: %v", err)
-		}
-	})
-	return &gatehouse{
-		emu: emu, app: a, conn: conn,
-		users:    gatehousev1.NewUserServiceClient(conn),
-		projects: gatehousev1.NewProjectServiceClient(conn),
-		httpURL:  "http://" + a.HTTPAddr.String(),
-	}
-}
-
 // startReplica starts one more replica on dbURL behind c.
 func (c *clerkFixture) startReplica(t *testing.T, dbURL string, opts ...option) *gatehouse {
 	t.Helper()
-	cfg := c.replicaConfig(dbURL)
+	cfg := c.serveConfig(dbURL)
 	for _, o := range opts {
 		o(cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, testLogger(t))
-	if err != nil {
-		cancel()
-		t.Fatalf("start: %v", err)
-	}
-	return serveApp(t, c.emu, a, cancel)
-}
-
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(testWriter{t}, nil))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return c.startApp(t, cfg, testLogger(t))
 }
 
 // TestReplicasStartTogether: three replicas started at the same moment on
@@ -123,7 +46,7 @@ func TestReplicasStartTogether(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancels[i] = cancel
 			ready.Wait()
-			apps[i], errs[i] = app.Start(ctx, c.replicaConfig(dbURL), testLogger(t))
+			apps[i], errs[i] = app.Start(ctx, c.serveConfig(dbURL), testLogger(t))
 		})
 	}
 	ready.Done()

@@ -112,40 +112,35 @@ func newEnv(t testing.TB, opts envOptions) *env {
 		opaque: NewOpaqueVerifier(ocfg)}
 }
 
-func (e *env) mint(t testing.TB, s clerkemu.Session) string {
+// mustMint mints a credential with an Emulator's Mint method, or fails the
+// test.
+func mustMint[S any](t testing.TB, mint func(S) (string, error), spec S) string {
 	t.Helper()
-	tok, err := e.emu.MintSession(s)
+	token, err := mint(spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tok
+	return token
+}
+
+func (e *env) mint(t testing.TB, s clerkemu.Session) string {
+	t.Helper()
+	return mustMint(t, e.emu.MintSession, s)
 }
 
 func (e *env) mintMachine(t testing.TB, m clerkemu.Machine) string {
 	t.Helper()
-	tok, err := e.emu.MintMachineToken(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustMint(t, e.emu.MintMachineToken, m)
 }
 
 func (e *env) mintAPIKey(t testing.TB, k clerkemu.APIKey) string {
 	t.Helper()
-	tok, err := e.emu.MintAPIKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustMint(t, e.emu.MintAPIKey, k)
 }
 
 func (e *env) mintOAuth(t testing.TB, o clerkemu.OAuthToken) string {
 	t.Helper()
-	tok, err := e.emu.MintOAuthToken(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
+	return mustMint(t, e.emu.MintOAuthToken, o)
 }
 
 // fakeRoles is a RoleSource: the memberships the webhooks would have

@@ -38,10 +38,8 @@ type MachineJWTConfig struct {
 // (header typ at+jwt): networkless, with the instance's keys, through
 // clerk-sdk-go's jwt.Verify, exp required. It is safe for concurrent use.
 type MachineJWTVerifier struct {
-	keys      KeySource
-	issuer    string
+	instanceJWT
 	audiences []string
-	leeway    time.Duration
 	cacheTTL  time.Duration
 	now       func() time.Time
 	cache     *tokenCache[*grant]
@@ -50,21 +48,9 @@ type MachineJWTVerifier struct {
 // NewMachineJWTVerifier returns a MachineJWTVerifier for cfg, or an error
 // naming what is missing.
 func NewMachineJWTVerifier(cfg MachineJWTConfig) (*MachineJWTVerifier, error) {
-	var problems []string
-	if cfg.Keys == nil {
-		problems = append(problems, "no key source")
-	}
-	if cfg.Issuer == "" {
-		problems = append(problems, "no issuer")
-	}
-	if cfg.Leeway < 0 {
-		problems = append(problems, "negative leeway")
-	}
-	if len(problems) > 0 {
-		return nil, &configError{"machine JWT verifier", problems}
-	}
-	if cfg.Leeway == 0 {
-		cfg.Leeway = defaultLeeway
+	jwt, err := newInstanceJWT("machine JWT verifier", cfg.Keys, cfg.Issuer, cfg.Leeway)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.CacheSize == 0 {
 		cfg.CacheSize = defaultOpaqueCache
@@ -76,13 +62,11 @@ func NewMachineJWTVerifier(cfg MachineJWTConfig) (*MachineJWTVerifier, error) {
 		cfg.Now = time.Now
 	}
 	return &MachineJWTVerifier{
-		keys:      cfg.Keys,
-		issuer:    cfg.Issuer,
-		audiences: slices.Clone(cfg.OAuthAudiences),
-		leeway:    cfg.Leeway,
-		cacheTTL:  cfg.CacheTTL,
-		now:       cfg.Now,
-		cache:     newTokenCache[*grant](cfg.CacheSize),
+		instanceJWT: jwt,
+		audiences:   slices.Clone(cfg.OAuthAudiences),
+		cacheTTL:    cfg.CacheTTL,
+		now:         cfg.Now,
+		cache:       newTokenCache[*grant](cfg.CacheSize),
 	}, nil
 }
 
@@ -128,7 +112,7 @@ func (v *MachineJWTVerifier) verify(ctx context.Context, kind viewer.Credential,
 	}
 
 	extra := map[string]json.RawMessage{}
-	claims, expiresAt, err := verifySigned(ctx, v.keys, token, h, v.issuer, v.leeway, now, &extra)
+	claims, expiresAt, err := v.verifySigned(ctx, token, h, now, &extra)
 	if err != nil {
 		return nil, err
 	}
@@ -165,14 +149,4 @@ func oauthScopes(claims map[string]json.RawMessage) []string {
 		return strings.Fields(scope)
 	}
 	return nil
-}
-
-// configError lists what a constructor's config lacks.
-type configError struct {
-	what     string
-	problems []string
-}
-
-func (e *configError) Error() string {
-	return "auth: " + e.what + ": " + strings.Join(e.problems, "; ")
 }

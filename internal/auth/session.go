@@ -108,10 +108,8 @@ type SessionConfig struct {
 // SessionVerifier verifies Clerk session tokens. It is safe for concurrent
 // use.
 type SessionVerifier struct {
-	keys     KeySource
-	issuer   string
+	instanceJWT
 	parties  []string
-	leeway   time.Duration
 	roles    map[string][]string
 	personal []string
 	cacheTTL time.Duration
@@ -122,21 +120,9 @@ type SessionVerifier struct {
 // NewSessionVerifier returns a SessionVerifier for cfg, or an error naming
 // what is missing.
 func NewSessionVerifier(cfg SessionConfig) (*SessionVerifier, error) {
-	var problems []string
-	if cfg.Keys == nil {
-		problems = append(problems, "no key source")
-	}
-	if cfg.Issuer == "" {
-		problems = append(problems, "no issuer")
-	}
-	if cfg.Leeway < 0 {
-		problems = append(problems, "negative leeway")
-	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("auth: session verifier: %s", strings.Join(problems, "; "))
-	}
-	if cfg.Leeway == 0 {
-		cfg.Leeway = defaultLeeway
+	jwt, err := newInstanceJWT("session verifier", cfg.Keys, cfg.Issuer, cfg.Leeway)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.RoleDefaults == nil {
 		cfg.RoleDefaults = DefaultRolePermissions()
@@ -158,15 +144,13 @@ func NewSessionVerifier(cfg SessionConfig) (*SessionVerifier, error) {
 		roles[role] = slices.Clone(perms)
 	}
 	return &SessionVerifier{
-		keys:     cfg.Keys,
-		issuer:   cfg.Issuer,
-		parties:  slices.Clone(cfg.AuthorizedParties),
-		leeway:   cfg.Leeway,
-		roles:    roles,
-		personal: normalize(slices.Clone(cfg.PersonalPermissions)),
-		cacheTTL: cfg.CacheTTL,
-		now:      cfg.Now,
-		cache:    newTokenCache[*viewer.Principal](cfg.CacheSize),
+		instanceJWT: jwt,
+		parties:     slices.Clone(cfg.AuthorizedParties),
+		roles:       roles,
+		personal:    normalize(slices.Clone(cfg.PersonalPermissions)),
+		cacheTTL:    cfg.CacheTTL,
+		now:         cfg.Now,
+		cache:       newTokenCache[*viewer.Principal](cfg.CacheSize),
 	}, nil
 }
 
@@ -225,7 +209,7 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 	}
 
 	extra := &sessionExtra{}
-	claims, expiresAt, err := verifySigned(ctx, v.keys, token, h, v.issuer, v.leeway, now, extra)
+	claims, expiresAt, err := v.verifySigned(ctx, token, h, now, extra)
 	if err != nil {
 		return nil, err
 	}
@@ -268,20 +252,61 @@ func (v *SessionVerifier) verify(ctx context.Context, token string, now time.Tim
 	return p, nil
 }
 
+// instanceJWT is what every JWT the Clerk instance signs is verified with,
+// whatever its kind: the instance's keys, its issuer, and the clock skew
+// tolerated. The session and machine-JWT verifiers share it.
+type instanceJWT struct {
+	keys   KeySource
+	issuer string
+	leeway time.Duration
+}
+
+// newInstanceJWT checks the settings of a JWT verifier (what names it in
+// the error, which lists every problem) and applies the default leeway.
+func newInstanceJWT(what string, keys KeySource, issuer string, leeway time.Duration) (instanceJWT, error) {
+	var problems []string
+	if keys == nil {
+		problems = append(problems, "no key source")
+	}
+	if issuer == "" {
+		problems = append(problems, "no issuer")
+	}
+	if leeway < 0 {
+		problems = append(problems, "negative leeway")
+	}
+	if len(problems) > 0 {
+		return instanceJWT{}, &configError{what, problems}
+	}
+	if leeway == 0 {
+		leeway = defaultLeeway
+	}
+	return instanceJWT{keys: keys, issuer: issuer, leeway: leeway}, nil
+}
+
+// configError lists what a constructor's config lacks.
+type configError struct {
+	what     string
+	problems []string
+}
+
+func (e *configError) Error() string {
+	return "auth: " + e.what + ": " + strings.Join(e.problems, "; ")
+}
+
 // verifySigned makes the checks every Clerk JWT gets, whatever its kind:
-// RS256 with a key id, the key from keys, clerk-sdk-go's jwt.Verify
-// (signature; exp, nbf and iat with the leeway; iss pinned exactly), and an
-// exp present. extra, a pointer, receives the claims the SDK does not
-// decode. It returns the claims and the expiry; its errors are for
-// errorOf.
-func verifySigned(ctx context.Context, keys KeySource, token string, h header, issuer string, leeway time.Duration, now time.Time, extra any) (*clerksdk.SessionClaims, time.Time, error) {
+// RS256 with a key id, the key from the key source, clerk-sdk-go's
+// jwt.Verify (signature; exp, nbf and iat with the leeway; iss pinned
+// exactly), and an exp present. extra, a pointer, receives the claims the
+// SDK does not decode. It returns the claims and the expiry; its errors are
+// for errorOf.
+func (j instanceJWT) verifySigned(ctx context.Context, token string, h header, now time.Time, extra any) (*clerksdk.SessionClaims, time.Time, error) {
 	if h.alg != string(jose.RS256) {
 		return nil, time.Time{}, unauthenticated(ReasonBadAlgorithm, nil)
 	}
 	if h.kid == "" {
 		return nil, time.Time{}, unauthenticated(ReasonMalformed, nil)
 	}
-	key, err := keys.Key(ctx, h.kid)
+	key, err := j.keys.Key(ctx, h.kid)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: %w", errKeySource, err)
 	}
@@ -289,15 +314,15 @@ func verifySigned(ctx context.Context, keys KeySource, token string, h header, i
 		Token:                   token,
 		JWK:                     key,
 		Clock:                   clockFunc(func() time.Time { return now }),
-		Leeway:                  leeway,
-		ProxyURL:                &issuer, // makes the SDK compare iss exactly
+		Leeway:                  j.leeway,
+		ProxyURL:                &j.issuer, // makes the SDK compare iss exactly
 		CustomClaimsConstructor: func(context.Context) any { return extra },
 	})
 	if err != nil {
 		return nil, time.Time{}, &jwtError{err}
 	}
 	switch {
-	case claims.Issuer != issuer:
+	case claims.Issuer != j.issuer:
 		return nil, time.Time{}, unauthenticated(ReasonWrongIssuer, nil)
 	case claims.Expiry == nil:
 		return nil, time.Time{}, unauthenticated(ReasonNoExpiry, nil)
@@ -305,12 +330,12 @@ func verifySigned(ctx context.Context, keys KeySource, token string, h header, i
 	// go-jose has checked these with the leeway already; a token that
 	// claims to come from the future is refused here too in case a later
 	// SDK stops doing so.
-	if late := now.Add(leeway).Unix(); claims.NotBefore != nil && *claims.NotBefore > late ||
+	if late := now.Add(j.leeway).Unix(); claims.NotBefore != nil && *claims.NotBefore > late ||
 		claims.IssuedAt != nil && *claims.IssuedAt > late {
 		return nil, time.Time{}, unauthenticated(ReasonNotYetValid, nil)
 	}
 	expiresAt := time.Unix(*claims.Expiry, 0)
-	if now.Add(-leeway).After(expiresAt) {
+	if now.Add(-j.leeway).After(expiresAt) {
 		return nil, time.Time{}, unauthenticated(ReasonExpired, nil)
 	}
 	return claims, expiresAt, nil

@@ -1,4 +1,4 @@
-package clerk
+package clerk_test
 
 import (
 	"context"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 )
 
@@ -28,7 +29,7 @@ var testKey = sync.OnceValue(func() *rsa.PrivateKey {
 })
 
 // newEmulator serves a Clerk emulator and returns it with a Client for it.
-func newEmulator(t *testing.T, opts clerkemu.Options) (*clerkemu.Emulator, *Client) {
+func newEmulator(t *testing.T, opts clerkemu.Options) (*clerkemu.Emulator, *clerk.Client) {
 	t.Helper()
 	if opts.Key == nil {
 		opts.Key = testKey()
@@ -37,7 +38,18 @@ func newEmulator(t *testing.T, opts clerkemu.Options) (*clerkemu.Emulator, *Clie
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e, New(Config{APIURL: serve(t, e), SecretKey: e.SecretKey()})
+	return e, clerk.New(clerk.Config{APIURL: serve(t, e), SecretKey: e.SecretKey()})
+}
+
+// mint mints a credential with an Emulator's Mint method, or fails the
+// test.
+func mint[S any](t *testing.T, mint func(S) (string, error), spec S) string {
+	t.Helper()
+	token, err := mint(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
 }
 
 // serve serves e's Backend API and returns its base URL.
@@ -49,7 +61,7 @@ func serve(t *testing.T, e *clerkemu.Emulator) string {
 }
 
 // newFixture serves one canned answer for every request.
-func newFixture(t *testing.T, status int, body string) *Client {
+func newFixture(t *testing.T, status int, body string) *clerk.Client {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.Copy(io.Discard, r.Body)
@@ -57,20 +69,20 @@ func newFixture(t *testing.T, status int, body string) *Client {
 		io.WriteString(w, body)
 	}))
 	t.Cleanup(srv.Close)
-	return New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+	return clerk.New(clerk.Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
 }
 
 // unreachable returns a Client for an address nothing listens on.
-func unreachable(t *testing.T) *Client {
+func unreachable(t *testing.T) *clerk.Client {
 	t.Helper()
 	srv := httptest.NewServer(http.NotFoundHandler())
 	srv.Close()
-	return New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+	return clerk.New(clerk.Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
 }
 
 // sentinel names the sentinel err wraps, for comparing in tables.
 func sentinel(err error) string {
-	for _, s := range []error{ErrNotFound, ErrUnavailable, ErrTokenRevoked, ErrTokenExpired, ErrInvalidToken, ErrUnknownKey} {
+	for _, s := range []error{clerk.ErrNotFound, clerk.ErrUnavailable, clerk.ErrTokenRevoked, clerk.ErrTokenExpired, clerk.ErrInvalidToken, clerk.ErrUnknownKey} {
 		if errors.Is(err, s) {
 			return s.Error()
 		}
@@ -93,25 +105,25 @@ func TestUser(t *testing.T) {
 	down.SetUsersStatus(http.StatusServiceUnavailable)
 	limited, limitedClient := newEmulator(t, clerkemu.Options{})
 	limited.SetUsersStatus(http.StatusTooManyRequests)
-	wrongKey := New(Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"})
+	wrongKey := clerk.New(clerk.Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"})
 
 	tests := []struct {
 		name   string
-		client *Client
+		client *clerk.Client
 		id     string
-		want   *User
+		want   *clerk.User
 		err    string
 	}{
-		{name: "primary email chosen by id", client: client, id: "user_alice", want: &User{ID: "user_alice", Email: "alice@example.com",
+		{name: "primary email chosen by id", client: client, id: "user_alice", want: &clerk.User{ID: "user_alice", Email: "alice@example.com",
 			FirstName: "Alice", LastName: "Liddell", ImageURL: "https://img.example/a.png", CreatedAt: created, UpdatedAt: created.Add(time.Second)}},
-		{name: "phone only", client: client, id: "user_phone", want: &User{ID: "user_phone", FirstName: "Pho", CreatedAt: created, UpdatedAt: created}},
-		{name: "unknown", client: client, id: "user_nobody", err: ErrNotFound.Error()},
-		{name: "deleted", client: client, id: "user_gone", err: ErrNotFound.Error()},
-		{name: "malformed id", client: client, id: "user_../jwks", err: ErrNotFound.Error()},
-		{name: "503", client: downClient, id: "user_alice", err: ErrUnavailable.Error()},
-		{name: "429", client: limitedClient, id: "user_alice", err: ErrUnavailable.Error()},
-		{name: "502 from a proxy", client: newFixture(t, http.StatusBadGateway, "<html>Bad Gateway</html>"), id: "user_alice", err: ErrUnavailable.Error()},
-		{name: "unreachable", client: unreachable(t), id: "user_alice", err: ErrUnavailable.Error()},
+		{name: "phone only", client: client, id: "user_phone", want: &clerk.User{ID: "user_phone", FirstName: "Pho", CreatedAt: created, UpdatedAt: created}},
+		{name: "unknown", client: client, id: "user_nobody", err: clerk.ErrNotFound.Error()},
+		{name: "deleted", client: client, id: "user_gone", err: clerk.ErrNotFound.Error()},
+		{name: "malformed id", client: client, id: "user_../jwks", err: clerk.ErrNotFound.Error()},
+		{name: "503", client: downClient, id: "user_alice", err: clerk.ErrUnavailable.Error()},
+		{name: "429", client: limitedClient, id: "user_alice", err: clerk.ErrUnavailable.Error()},
+		{name: "502 from a proxy", client: newFixture(t, http.StatusBadGateway, "<html>Bad Gateway</html>"), id: "user_alice", err: clerk.ErrUnavailable.Error()},
+		{name: "unreachable", client: unreachable(t), id: "user_alice", err: clerk.ErrUnavailable.Error()},
 		{name: "wrong secret key", client: wrongKey, id: "user_alice", err: "other"},
 		{name: "garbage 200", client: newFixture(t, http.StatusOK, "{"), id: "user_alice", err: "other"},
 	}
@@ -151,7 +163,7 @@ func TestUserClerkJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &User{ID: "user_29w83sxmDNGwOuEthce5gg56FcC", Email: "ada@example.com", FirstName: "Ada", ImageURL: "https://img.clerk.com/x",
+	want := &clerk.User{ID: "user_29w83sxmDNGwOuEthce5gg56FcC", Email: "ada@example.com", FirstName: "Ada", ImageURL: "https://img.clerk.com/x",
 		CreatedAt: time.UnixMilli(1654012591514).UTC(), UpdatedAt: time.UnixMilli(1654012591835).UTC()}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("User (-want +got):\n%s", diff)
@@ -160,19 +172,11 @@ func TestUserClerkJSON(t *testing.T) {
 
 func TestVerifyMachineToken(t *testing.T) {
 	e, client := newEmulator(t, clerkemu.Options{})
-	mint := func(m clerkemu.Machine) string {
-		t.Helper()
-		token, err := e.MintMachineToken(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return token
-	}
-	valid := mint(clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
-	forever := mint(clerkemu.Machine{ID: "mch_a"})
-	revoked := mint(clerkemu.Machine{ID: "mch_a"})
+	valid := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
+	forever := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a"})
+	revoked := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a"})
 	e.RevokeMachineToken(revoked)
-	expired := mint(clerkemu.Machine{ID: "mch_a", TTL: -time.Second})
+	expired := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a", TTL: -time.Second})
 
 	type view struct {
 		Subject, Claims string
@@ -181,7 +185,7 @@ func TestVerifyMachineToken(t *testing.T) {
 	}
 	tests := []struct {
 		name   string
-		client *Client
+		client *clerk.Client
 		token  string
 		reject int // emulator answers revoked/expired with this status
 		want   *view
@@ -189,20 +193,20 @@ func TestVerifyMachineToken(t *testing.T) {
 	}{
 		{name: "valid", client: client, token: valid, want: &view{Subject: "mch_a", Claims: `{"tenants":["org_1"]}`, Scopes: []string{"mch_b"}, Expires: true}},
 		{name: "no expiry, no claims", client: client, token: forever, want: &view{Subject: "mch_a", Scopes: []string{}}},
-		{name: "revoked, 200", client: client, token: revoked, err: ErrTokenRevoked.Error()},
-		{name: "expired, 200", client: client, token: expired, err: ErrTokenExpired.Error()},
-		{name: "revoked, 4xx", client: client, token: revoked, reject: http.StatusUnauthorized, err: ErrInvalidToken.Error()},
-		{name: "expired, 4xx", client: client, token: expired, reject: http.StatusGone, err: ErrInvalidToken.Error()},
-		{name: "unknown", client: client, token: "mt_" + strings.Repeat("a", 32), err: ErrInvalidToken.Error()},
-		{name: "empty", client: client, token: "", err: ErrInvalidToken.Error()},
-		{name: "503", client: newFixture(t, http.StatusServiceUnavailable, `{"errors":[{"code":"internal","message":"x","long_message":"x"}]}`), token: valid, err: ErrUnavailable.Error()},
-		{name: "429", client: newFixture(t, http.StatusTooManyRequests, "slow down"), token: valid, err: ErrUnavailable.Error()},
-		{name: "unreachable", client: unreachable(t), token: valid, err: ErrUnavailable.Error()},
-		{name: "4xx without a Clerk body", client: newFixture(t, http.StatusBadRequest, "bad request"), token: valid, err: ErrInvalidToken.Error()},
+		{name: "revoked, 200", client: client, token: revoked, err: clerk.ErrTokenRevoked.Error()},
+		{name: "expired, 200", client: client, token: expired, err: clerk.ErrTokenExpired.Error()},
+		{name: "revoked, 4xx", client: client, token: revoked, reject: http.StatusUnauthorized, err: clerk.ErrInvalidToken.Error()},
+		{name: "expired, 4xx", client: client, token: expired, reject: http.StatusGone, err: clerk.ErrInvalidToken.Error()},
+		{name: "unknown", client: client, token: "mt_" + strings.Repeat("a", 32), err: clerk.ErrInvalidToken.Error()},
+		{name: "empty", client: client, token: "", err: clerk.ErrInvalidToken.Error()},
+		{name: "503", client: newFixture(t, http.StatusServiceUnavailable, `{"errors":[{"code":"internal","message":"x","long_message":"x"}]}`), token: valid, err: clerk.ErrUnavailable.Error()},
+		{name: "429", client: newFixture(t, http.StatusTooManyRequests, "slow down"), token: valid, err: clerk.ErrUnavailable.Error()},
+		{name: "unreachable", client: unreachable(t), token: valid, err: clerk.ErrUnavailable.Error()},
+		{name: "4xx without a Clerk body", client: newFixture(t, http.StatusBadRequest, "bad request"), token: valid, err: clerk.ErrInvalidToken.Error()},
 		{name: "expiration past, flag unset", client: newFixture(t, http.StatusOK,
 			`{"object":"machine_to_machine_token","id":"mt_1","subject":"mch_a","revoked":false,"expired":false,"expiration":1716883200}`),
-			token: valid, err: ErrTokenExpired.Error()},
-		{name: "wrong secret key", client: New(Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"}), token: valid, err: "other"},
+			token: valid, err: clerk.ErrTokenExpired.Error()},
+		{name: "wrong secret key", client: clerk.New(clerk.Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"}), token: valid, err: "other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -259,31 +263,15 @@ func TestVerifyMachineTokenExpiresAt(t *testing.T) {
 // credential.
 func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
 	e, client := newEmulator(t, clerkemu.Options{})
-	mintKey := func(k clerkemu.APIKey) string {
-		t.Helper()
-		s, err := e.MintAPIKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	mintOAuth := func(o clerkemu.OAuthToken) string {
-		t.Helper()
-		s, err := e.MintOAuthToken(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	userKey := mintKey(clerkemu.APIKey{Subject: "user_a", Scopes: []string{"org:projects:read"}, Claims: map[string]any{"k": "v"}, TTL: time.Hour})
-	orgKey := mintKey(clerkemu.APIKey{Subject: "org_a"})
-	revokedKey := mintKey(clerkemu.APIKey{Subject: "user_a"})
+	userKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a", Scopes: []string{"org:projects:read"}, Claims: map[string]any{"k": "v"}, TTL: time.Hour})
+	orgKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "org_a"})
+	revokedKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a"})
 	e.RevokeAPIKey(revokedKey)
-	expiredKey := mintKey(clerkemu.APIKey{Subject: "user_a", TTL: -time.Second})
-	oauth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}})
-	revokedOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a"})
+	expiredKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a", TTL: -time.Second})
+	oauth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}})
+	revokedOAuth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a"})
 	e.RevokeOAuthToken(revokedOAuth)
-	expiredOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", TTL: -time.Second})
+	expiredOAuth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a", TTL: -time.Second})
 
 	// view is what either verification returns, in one shape.
 	type view struct {
@@ -291,14 +279,14 @@ func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
 		Scopes, Audience              []string
 		Expires                       bool
 	}
-	apiKey := func(c *Client, s string) (*view, error) {
+	apiKey := func(c *clerk.Client, s string) (*view, error) {
 		k, err := c.VerifyAPIKey(context.Background(), s)
 		if k == nil {
 			return nil, err
 		}
 		return &view{ID: k.ID[:3], Subject: k.Subject, Claims: string(k.Claims), Scopes: k.Scopes, Expires: !k.ExpiresAt.IsZero()}, err
 	}
-	oauthToken := func(c *Client, s string) (*view, error) {
+	oauthToken := func(c *clerk.Client, s string) (*view, error) {
 		o, err := c.VerifyOAuthToken(context.Background(), s)
 		if o == nil {
 			return nil, err
@@ -317,12 +305,12 @@ func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
 		"scopes":["read","write"],"revoked":false,"revocation_reason":null,"expired":false,"expiration":4102444800,
 		"created_at":1716883200,"updated_at":1716883200}`
 	const clerk404 = `{"errors":[{"code":"resource_not_found","message":"not found","long_message":"not found"}]}`
-	wrongKey := New(Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"})
+	wrongKey := clerk.New(clerk.Config{APIURL: serve(t, e), SecretKey: "sk_test_wrong"})
 
 	tests := []struct {
 		name   string
-		verify func(*Client, string) (*view, error)
-		client *Client
+		verify func(*clerk.Client, string) (*view, error)
+		client *clerk.Client
 		token  string
 		reject int
 		want   *view
@@ -333,16 +321,16 @@ func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
 		{name: "organization's key", verify: apiKey, client: client, token: orgKey, want: &view{ID: "ak_", Subject: "org_a", Scopes: []string{}}},
 		{name: "key: Clerk's JSON", verify: apiKey, client: newFixture(t, http.StatusOK, clerkAPIKey), token: userKey,
 			want: &view{ID: "ak_", Subject: "user_2xhFjEI5X2qWRvtV13BzSj8H6Dk", Claims: `{"foo":"bar"}`, Scopes: []string{"scope:read", "scope:write"}}},
-		{name: "key revoked, 200", verify: apiKey, client: client, token: revokedKey, err: ErrTokenRevoked.Error()},
-		{name: "key expired, 200", verify: apiKey, client: client, token: expiredKey, err: ErrTokenExpired.Error()},
-		{name: "key revoked, 4xx", verify: apiKey, client: client, token: revokedKey, reject: http.StatusBadRequest, err: ErrInvalidToken.Error()},
-		{name: "key unknown, 404", verify: apiKey, client: client, token: "ak_" + strings.Repeat("x", 32), err: ErrInvalidToken.Error()},
+		{name: "key revoked, 200", verify: apiKey, client: client, token: revokedKey, err: clerk.ErrTokenRevoked.Error()},
+		{name: "key expired, 200", verify: apiKey, client: client, token: expiredKey, err: clerk.ErrTokenExpired.Error()},
+		{name: "key revoked, 4xx", verify: apiKey, client: client, token: revokedKey, reject: http.StatusBadRequest, err: clerk.ErrInvalidToken.Error()},
+		{name: "key unknown, 404", verify: apiKey, client: client, token: "ak_" + strings.Repeat("x", 32), err: clerk.ErrInvalidToken.Error()},
 		{name: "key: wrong secret key", verify: apiKey, client: wrongKey, token: userKey, err: "other"},
-		{name: "key: 503", verify: apiKey, client: newFixture(t, http.StatusServiceUnavailable, "<html>down</html>"), token: userKey, err: ErrUnavailable.Error()},
-		{name: "key: 429", verify: apiKey, client: newFixture(t, http.StatusTooManyRequests, "slow down"), token: userKey, err: ErrUnavailable.Error()},
-		{name: "key: unreachable", verify: apiKey, client: unreachable(t), token: userKey, err: ErrUnavailable.Error()},
+		{name: "key: 503", verify: apiKey, client: newFixture(t, http.StatusServiceUnavailable, "<html>down</html>"), token: userKey, err: clerk.ErrUnavailable.Error()},
+		{name: "key: 429", verify: apiKey, client: newFixture(t, http.StatusTooManyRequests, "slow down"), token: userKey, err: clerk.ErrUnavailable.Error()},
+		{name: "key: unreachable", verify: apiKey, client: unreachable(t), token: userKey, err: clerk.ErrUnavailable.Error()},
 		{name: "key: garbage 200", verify: apiKey, client: newFixture(t, http.StatusOK, "{"), token: userKey, err: "other"},
-		{name: "key: empty", verify: apiKey, client: client, token: "", err: ErrInvalidToken.Error()},
+		{name: "key: empty", verify: apiKey, client: client, token: "", err: clerk.ErrInvalidToken.Error()},
 
 		{name: "OAuth token", verify: oauthToken, client: client, token: oauth,
 			want: &view{ID: "oat_", Subject: "user_a", ClientID: "client_1", Scopes: []string{"email", "org:projects:read"}, Audience: []string{"https://api.example.com"}, Expires: true}},
@@ -350,11 +338,11 @@ func TestVerifyAPIKeyAndOAuthToken(t *testing.T) {
 			want: &view{ID: "oat_", Subject: "user_2xhFjEI5X2qWRvtV13BzSj8H6Dk", ClientID: "client_2xhFjEI5X2qWRvtV13BzSj8H6Dk", Scopes: []string{"read", "write"}, Expires: true}},
 		{name: "OAuth: aud as a string", verify: oauthToken, client: newFixture(t, http.StatusOK, `{"id":"oat_1","subject":"user_a","aud":"x"}`), token: oauth,
 			want: &view{ID: "oat_", Subject: "user_a", Audience: []string{"x"}}},
-		{name: "OAuth revoked, 200", verify: oauthToken, client: client, token: revokedOAuth, err: ErrTokenRevoked.Error()},
-		{name: "OAuth expired, 200", verify: oauthToken, client: client, token: expiredOAuth, err: ErrTokenExpired.Error()},
-		{name: "OAuth expired, 4xx", verify: oauthToken, client: client, token: expiredOAuth, reject: http.StatusGone, err: ErrInvalidToken.Error()},
-		{name: "OAuth unknown, 404", verify: oauthToken, client: newFixture(t, http.StatusNotFound, clerk404), token: oauth, err: ErrInvalidToken.Error()},
-		{name: "OAuth: 500", verify: oauthToken, client: newFixture(t, http.StatusInternalServerError, clerk404), token: oauth, err: ErrUnavailable.Error()},
+		{name: "OAuth revoked, 200", verify: oauthToken, client: client, token: revokedOAuth, err: clerk.ErrTokenRevoked.Error()},
+		{name: "OAuth expired, 200", verify: oauthToken, client: client, token: expiredOAuth, err: clerk.ErrTokenExpired.Error()},
+		{name: "OAuth expired, 4xx", verify: oauthToken, client: client, token: expiredOAuth, reject: http.StatusGone, err: clerk.ErrInvalidToken.Error()},
+		{name: "OAuth unknown, 404", verify: oauthToken, client: newFixture(t, http.StatusNotFound, clerk404), token: oauth, err: clerk.ErrInvalidToken.Error()},
+		{name: "OAuth: 500", verify: oauthToken, client: newFixture(t, http.StatusInternalServerError, clerk404), token: oauth, err: clerk.ErrUnavailable.Error()},
 		{name: "OAuth: wrong secret key", verify: oauthToken, client: wrongKey, token: oauth, err: "other"},
 	}
 	for _, tt := range tests {
@@ -387,7 +375,7 @@ func TestVerifySendsClerksRequest(t *testing.T) {
 		io.WriteString(w, `{"errors":[{"code":"resource_not_found","message":"x","long_message":"x"}]}`)
 	}))
 	t.Cleanup(srv.Close)
-	c := New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+	c := clerk.New(clerk.Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
 	ctx := context.Background()
 	tests := []struct {
 		call func() error
@@ -402,7 +390,7 @@ func TestVerifySendsClerksRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want.Path, func(t *testing.T) {
-			if err := tt.call(); !errors.Is(err, ErrInvalidToken) {
+			if err := tt.call(); !errors.Is(err, clerk.ErrInvalidToken) {
 				t.Errorf("err = %v, want ErrInvalidToken", err)
 			}
 			if diff := cmp.Diff(tt.want, <-got); diff != "" {

@@ -1,4 +1,4 @@
-package clerk
+package clerk_test
 
 import (
 	"context"
@@ -23,6 +23,7 @@ import (
 	"github.com/go-jose/go-jose/v3"
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 )
 
@@ -32,8 +33,8 @@ type keySource interface {
 }
 
 var (
-	_ keySource = (*KeySet)(nil)
-	_ keySource = (*StaticKey)(nil)
+	_ keySource = (*clerk.KeySet)(nil)
+	_ keySource = (*clerk.StaticKey)(nil)
 )
 
 // clock is a settable Now for KeySetOptions.
@@ -73,20 +74,11 @@ func (l *fetchLog) Results() []string {
 }
 
 // newKeySet returns a KeySet on a frozen clock, with its fetch log.
-func newKeySet(t *testing.T, c *Client) (*KeySet, *clock, *fetchLog) {
+func newKeySet(t *testing.T, c *clerk.Client) (*clerk.KeySet, *clock, *fetchLog) {
 	t.Helper()
 	clk := &clock{now: time.Unix(1_700_000_000, 0)}
 	log := &fetchLog{}
-	return c.NewKeySet(KeySetOptions{RefetchInterval: 5 * time.Second, OnFetch: log.OnFetch, Now: clk.Now}), clk, log
-}
-
-func mustMint(t *testing.T, e *clerkemu.Emulator, s clerkemu.Session) string {
-	t.Helper()
-	token, err := e.MintSession(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return token
+	return c.NewKeySet(clerk.KeySetOptions{RefetchInterval: 5 * time.Second, OnFetch: log.OnFetch, Now: clk.Now}), clk, log
 }
 
 func TestKeySetVerifiesSession(t *testing.T) {
@@ -95,7 +87,7 @@ func TestKeySetVerifiesSession(t *testing.T) {
 	if ks.Ready() {
 		t.Fatal("Ready before any fetch")
 	}
-	token := mustMint(t, e, clerkemu.Session{UserID: "user_1"})
+	token := mint(t, e.MintSession, clerkemu.Session{UserID: "user_1"})
 	key, err := ks.Key(context.Background(), e.KeyID())
 	if err != nil {
 		t.Fatal(err)
@@ -131,7 +123,7 @@ func TestKeySetForgedKidsFetchOncePerWindow(t *testing.T) {
 		for i := range n {
 			wg.Go(func() {
 				_, err := ks.Key(context.Background(), fmt.Sprintf("ins_forged_%d_%d", i, time.Now().UnixNano()))
-				if errors.Is(err, ErrUnknownKey) {
+				if errors.Is(err, clerk.ErrUnknownKey) {
 					unknown.Add(1)
 				} else {
 					t.Errorf("forged kid: err = %v, want ErrUnknownKey", err)
@@ -176,7 +168,7 @@ func TestKeySetRotation(t *testing.T) {
 		keepOld    bool
 		wantOldErr error
 	}{
-		{"rotate", false, ErrUnknownKey},
+		{"rotate", false, clerk.ErrUnknownKey},
 		{"rotate keeping the old key", true, nil},
 	}
 	for _, tt := range tests {
@@ -196,7 +188,7 @@ func TestKeySetRotation(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := ks.Key(ctx, newKid); !errors.Is(err, ErrUnknownKey) {
+			if _, err := ks.Key(ctx, newKid); !errors.Is(err, clerk.ErrUnknownKey) {
 				t.Errorf("new kid within the window: err = %v, want ErrUnknownKey", err)
 			}
 			clk.Advance(5 * time.Second)
@@ -256,25 +248,25 @@ func TestKeySetCallerDeadline(t *testing.T) {
 
 func TestKeySetFetchFailure(t *testing.T) {
 	var hits atomic.Int64
-	failing := func(status int) *Client {
+	failing := func(status int) *clerk.Client {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			hits.Add(1)
 			w.WriteHeader(status)
 			fmt.Fprint(w, `{"errors":[{"code":"x","message":"x","long_message":"x"}]}`)
 		}))
 		t.Cleanup(srv.Close)
-		return New(Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
+		return clerk.New(clerk.Config{APIURL: srv.URL + "/v1", SecretKey: "sk_test_x"})
 	}
 	tests := []struct {
 		name      string
-		client    *Client
+		client    *clerk.Client
 		err       string
 		wantHits  int64
 		wantFetch []string
 	}{
-		{"503", failing(http.StatusServiceUnavailable), ErrUnavailable.Error(), 1, []string{"error"}},
+		{"503", failing(http.StatusServiceUnavailable), clerk.ErrUnavailable.Error(), 1, []string{"error"}},
 		{"401", failing(http.StatusUnauthorized), "other", 1, []string{"error"}},
-		{"unreachable", unreachable(t), ErrUnavailable.Error(), 0, []string{"error"}},
+		{"unreachable", unreachable(t), clerk.ErrUnavailable.Error(), 0, []string{"error"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -333,7 +325,7 @@ func TestKeySetKeepsOnlyRS256SigningKeys(t *testing.T) {
 		clk.Advance(time.Minute) // every lookup may fetch
 		if _, err := ks.Key(context.Background(), kid); err == nil {
 			got = append(got, kid)
-		} else if !errors.Is(err, ErrUnknownKey) {
+		} else if !errors.Is(err, clerk.ErrUnknownKey) {
 			t.Errorf("kid %q: %v", kid, err)
 		}
 	}
@@ -395,7 +387,7 @@ func BenchmarkKeySetHit(b *testing.B) {
 	}
 	srv := httptest.NewServer(e.Handler())
 	defer srv.Close()
-	ks := New(Config{APIURL: srv.URL + "/v1", SecretKey: e.SecretKey()}).NewKeySet(KeySetOptions{})
+	ks := clerk.New(clerk.Config{APIURL: srv.URL + "/v1", SecretKey: e.SecretKey()}).NewKeySet(clerk.KeySetOptions{})
 	ctx, kid := context.Background(), e.KeyID()
 	if err := ks.Refresh(ctx); err != nil {
 		b.Fatal(err)
@@ -412,7 +404,7 @@ func BenchmarkKeySetHit(b *testing.B) {
 
 func TestStaticKey(t *testing.T) {
 	e, _ := newEmulator(t, clerkemu.Options{})
-	sk, err := NewStaticKey(e.PublicKeyPEM())
+	sk, err := clerk.NewStaticKey(e.PublicKeyPEM())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -425,7 +417,7 @@ func TestStaticKey(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Key(%q): %v", kid, err)
 		}
-		token := mustMint(t, e, clerkemu.Session{UserID: "user_1", KeyID: kid})
+		token := mint(t, e.MintSession, clerkemu.Session{UserID: "user_1", KeyID: kid})
 		if _, err := jwt.Verify(context.Background(), &jwt.VerifyParams{Token: token, JWK: key, ProxyURL: &iss}); err != nil {
 			t.Errorf("kid %q: jwt.Verify: %v", kid, err)
 		}
@@ -444,7 +436,7 @@ func TestStaticKey(t *testing.T) {
 		"private key": e.PrivateKeyPEM(),
 		"EC key":      string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: ecDER})),
 	} {
-		if _, err := NewStaticKey(bad); err == nil {
+		if _, err := clerk.NewStaticKey(bad); err == nil {
 			t.Errorf("NewStaticKey(%s) succeeded, want error", name)
 		}
 	}
@@ -472,10 +464,10 @@ func TestKeySetOutage(t *testing.T) {
 		fetches int64
 	}{
 		{"cached key", 0, e.KeyID(), "", 1},
-		{"unknown kid: the fetch fails", 0, "ins_new", ErrUnavailable.Error(), 2},
-		{"unknown kid, same window", 4900 * time.Millisecond, "ins_other", ErrUnavailable.Error(), 2},
+		{"unknown kid: the fetch fails", 0, "ins_new", clerk.ErrUnavailable.Error(), 2},
+		{"unknown kid, same window", 4900 * time.Millisecond, "ins_other", clerk.ErrUnavailable.Error(), 2},
 		{"cached key, same window", 0, e.KeyID(), "", 2},
-		{"next window: fetched again, fails again", 100 * time.Millisecond, "ins_new", ErrUnavailable.Error(), 3},
+		{"next window: fetched again, fails again", 100 * time.Millisecond, "ins_new", clerk.ErrUnavailable.Error(), 3},
 	}
 	for _, st := range steps {
 		clk.Advance(st.advance)
@@ -489,11 +481,11 @@ func TestKeySetOutage(t *testing.T) {
 	}
 
 	e.SetJWKSStatus(0)
-	if _, err := ks.Key(ctx, "ins_new"); !errors.Is(err, ErrUnavailable) {
+	if _, err := ks.Key(ctx, "ins_new"); !errors.Is(err, clerk.ErrUnavailable) {
 		t.Errorf("Clerk back, same window: err = %v, want ErrUnavailable until the window ends", err)
 	}
 	clk.Advance(5 * time.Second)
-	if _, err := ks.Key(ctx, "ins_new"); !errors.Is(err, ErrUnknownKey) {
+	if _, err := ks.Key(ctx, "ins_new"); !errors.Is(err, clerk.ErrUnknownKey) {
 		t.Errorf("Clerk back, next window: err = %v, want ErrUnknownKey", err)
 	}
 	if diff := cmp.Diff([]string{"ok", "error", "error", "ok"}, log.Results()); diff != "" {
@@ -507,11 +499,11 @@ func TestKeySetOutage(t *testing.T) {
 func TestKeySetFetchTimeout(t *testing.T) {
 	e, client := newEmulator(t, clerkemu.Options{})
 	e.SetJWKSDelay(2 * time.Second)
-	ks := client.NewKeySet(KeySetOptions{FetchTimeout: 50 * time.Millisecond})
+	ks := client.NewKeySet(clerk.KeySetOptions{FetchTimeout: 50 * time.Millisecond})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := ks.Key(ctx, e.KeyID())
-	if !errors.Is(err, ErrUnavailable) {
+	if !errors.Is(err, clerk.ErrUnavailable) {
 		t.Errorf("err = %v, want ErrUnavailable", err)
 	}
 	if ctx.Err() != nil {

@@ -10,7 +10,6 @@ import (
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
 	"github.com/clerk/clerk-sdk-go/v2/m2m_token"
-	josejwt "github.com/go-jose/go-jose/v3/jwt"
 )
 
 // The Backend API's verify endpoints for credentials the SDK has no client
@@ -72,21 +71,16 @@ type OAuthToken struct {
 
 // VerifyMachineToken asks Clerk whether token is a valid machine token
 // (POST {APIURL}/m2m_tokens/verify, through the SDK's m2m_token client).
-// Errors are described at verifyCall; none contains the token.
+// Errors are described at verifyOpaque; none contains the token.
 func (c *Client) VerifyMachineToken(ctx context.Context, token string) (*MachineToken, error) {
-	const what = "machine token"
-	if token == "" {
-		return nil, fmt.Errorf("clerk: verify %s: empty: %w", what, ErrInvalidToken)
-	}
 	var mt *clerksdk.M2MToken
-	err := verifyCall(ctx, what, func(ctx context.Context) (err error) {
-		mt, err = c.m2m.Verify(ctx, &m2m_token.VerifyParams{Token: token})
-		return err
+	expiresAt, err := verifyOpaque(ctx, "machine token", token, func(ctx context.Context) (CredentialState, error) {
+		var err error
+		if mt, err = c.m2m.Verify(ctx, &m2m_token.VerifyParams{Token: token}); err != nil {
+			return CredentialState{}, err
+		}
+		return CredentialState{ID: mt.ID, Revoked: mt.Revoked, Expired: mt.Expired, Expiration: mt.Expiration}, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	expiresAt, err := live(what, mt.ID, mt.Revoked, mt.Expired, mt.Expiration)
 	if err != nil {
 		return nil, err
 	}
@@ -99,163 +93,119 @@ func (c *Client) VerifyMachineToken(ctx context.Context, token string) (*Machine
 	}, nil
 }
 
-// apiKeyJSON is Clerk's API key object, as POST /api_keys/verify answers.
-type apiKeyJSON struct {
-	clerksdk.APIResource
-	Object           string          `json:"object"`
-	ID               string          `json:"id"`
-	Type             string          `json:"type"`
-	Subject          string          `json:"subject"`
-	Name             string          `json:"name"`
-	Description      *string         `json:"description"`
-	Claims           json.RawMessage `json:"claims"`
-	Scopes           []string        `json:"scopes"`
-	Revoked          bool            `json:"revoked"`
-	RevocationReason *string         `json:"revocation_reason"`
-	Expired          bool            `json:"expired"`
-	Expiration       *int64          `json:"expiration"`
-	CreatedBy        *string         `json:"created_by"`
-	LastUsedAt       *int64          `json:"last_used_at"`
-	CreatedAt        int64           `json:"created_at"`
-	UpdatedAt        int64           `json:"updated_at"`
-}
-
-type verifySecretParams struct {
-	clerksdk.APIParams
-	Secret string `json:"secret"`
-}
-
 // VerifyAPIKey asks Clerk whether secret is a valid API key
 // (POST {APIURL}/api_keys/verify {"secret": …}). Errors are described at
-// verifyCall; none contains the secret.
+// verifyOpaque; none contains the secret.
 func (c *Client) VerifyAPIKey(ctx context.Context, secret string) (*APIKey, error) {
-	const what = "API key"
-	if secret == "" {
-		return nil, fmt.Errorf("clerk: verify %s: empty: %w", what, ErrInvalidToken)
-	}
-	resp := &apiKeyJSON{}
-	err := verifyCall(ctx, what, func(ctx context.Context) error {
-		req := clerksdk.NewAPIRequest(http.MethodPost, apiKeysVerifyPath)
-		req.SetParams(&verifySecretParams{Secret: secret})
-		return c.backend.Call(ctx, req, resp)
-	})
-	if err != nil {
-		return nil, err
-	}
-	expiresAt, err := live(what, resp.ID, resp.Revoked, resp.Expired, resp.Expiration)
+	k := &APIKeyObject{}
+	expiresAt, err := verifyOpaque(ctx, "API key", secret, c.postVerify(apiKeysVerifyPath, &VerifyAPIKeyParams{Secret: secret}, k))
 	if err != nil {
 		return nil, err
 	}
 	return &APIKey{
-		ID:        resp.ID,
-		Subject:   resp.Subject,
-		Scopes:    resp.Scopes,
-		Claims:    nonNull(resp.Claims),
+		ID:        k.ID,
+		Subject:   k.Subject,
+		Scopes:    k.Scopes,
+		Claims:    nonNull(k.Claims),
 		ExpiresAt: expiresAt,
 	}, nil
-}
-
-// oauthTokenJSON is Clerk's OAuth access token object, as
-// POST /oauth_applications/access_tokens/verify answers.
-type oauthTokenJSON struct {
-	clerksdk.APIResource
-	Object           string           `json:"object"`
-	ID               string           `json:"id"`
-	ClientID         string           `json:"client_id"`
-	Subject          string           `json:"subject"`
-	Scopes           []string         `json:"scopes"`
-	Audience         josejwt.Audience `json:"aud"`
-	Revoked          bool             `json:"revoked"`
-	RevocationReason *string          `json:"revocation_reason"`
-	Expired          bool             `json:"expired"`
-	Expiration       *int64           `json:"expiration"`
-	CreatedAt        int64            `json:"created_at"`
-	UpdatedAt        int64            `json:"updated_at"`
-}
-
-type verifyAccessTokenParams struct {
-	clerksdk.APIParams
-	AccessToken string `json:"access_token"`
 }
 
 // VerifyOAuthToken asks Clerk whether token is a valid opaque OAuth access
 // token (POST {APIURL}/oauth_applications/access_tokens/verify
-// {"access_token": …}). Errors are described at verifyCall; none contains
+// {"access_token": …}). Errors are described at verifyOpaque; none contains
 // the token.
 func (c *Client) VerifyOAuthToken(ctx context.Context, token string) (*OAuthToken, error) {
-	const what = "OAuth token"
-	if token == "" {
-		return nil, fmt.Errorf("clerk: verify %s: empty: %w", what, ErrInvalidToken)
-	}
-	resp := &oauthTokenJSON{}
-	err := verifyCall(ctx, what, func(ctx context.Context) error {
-		req := clerksdk.NewAPIRequest(http.MethodPost, oauthTokensVerifyPath)
-		req.SetParams(&verifyAccessTokenParams{AccessToken: token})
-		return c.backend.Call(ctx, req, resp)
-	})
-	if err != nil {
-		return nil, err
-	}
-	expiresAt, err := live(what, resp.ID, resp.Revoked, resp.Expired, resp.Expiration)
+	o := &OAuthTokenObject{}
+	expiresAt, err := verifyOpaque(ctx, "OAuth token", token, c.postVerify(oauthTokensVerifyPath, &VerifyOAuthTokenParams{AccessToken: token}, o))
 	if err != nil {
 		return nil, err
 	}
 	return &OAuthToken{
-		ID:        resp.ID,
-		ClientID:  resp.ClientID,
-		Subject:   resp.Subject,
-		Scopes:    resp.Scopes,
-		Audience:  resp.Audience,
+		ID:        o.ID,
+		ClientID:  o.ClientID,
+		Subject:   o.Subject,
+		Scopes:    o.Scopes,
+		Audience:  o.Audience,
 		ExpiresAt: expiresAt,
 	}, nil
 }
 
-// verifyCall runs one request to a verify endpoint and sorts its failure:
+// verifyAnswer is the answer of a verify endpoint the SDK has no client for
+// (*APIKeyObject, *OAuthTokenObject), as postVerify decodes it.
+type verifyAnswer interface {
+	clerksdk.ResponseReader
+	state() CredentialState
+}
+
+// postVerify returns verifyOpaque's request to a verify endpoint the SDK has
+// no client for: POST params to path, through the SDK's request machinery,
+// decoding Clerk's answer into answer.
+func (c *Client) postVerify(path string, params clerksdk.Params, answer verifyAnswer) func(context.Context) (CredentialState, error) {
+	return func(ctx context.Context) (CredentialState, error) {
+		req := clerksdk.NewAPIRequest(http.MethodPost, path)
+		req.SetParams(params)
+		err := c.backend.Call(ctx, req, answer)
+		return answer.state(), err
+	}
+}
+
+// verifyOpaque asks Clerk whether credential, an opaque credential of the
+// kind what names ("API key"), is valid: ask makes the one request to the
+// verify endpoint and returns the state Clerk's answer gives. It returns the
+// credential's expiry, zero for one that does not expire. Its errors:
 //
+//   - ErrInvalidToken: credential is empty, or Clerk answered any 4xx
+//     except its refusal of the secret key itself (401 or 403 with code
+//     authentication_invalid, or without a Clerk error body): a
+//     credential's refusal is cached, and a bad secret key must not pass
+//     for every credential being refused;
+//   - ErrTokenRevoked or ErrTokenExpired: Clerk answered 200 but with the
+//     flag set (or an expiration already past);
 //   - ErrUnavailable: no answer (network error, timeout), 429 or 5xx;
 //     worth retrying, never a verdict on the credential;
-//   - ErrInvalidToken: any other 4xx, except Clerk's refusal of the secret
-//     key itself (401 or 403 with code authentication_invalid, or without
-//     a Clerk error body): a credential's refusal is cached, and a bad
-//     secret key must not pass for every credential being refused;
 //   - anything else — the secret key refused, or a 2xx that does not
 //     decode — is a fault on Gatehouse's side.
 //
 // The SDK's error for a body that is not Clerk's error shape is the body
 // itself, which might echo the credential; call keeps only the status.
-func verifyCall(ctx context.Context, what string, do func(context.Context) error) error {
+func verifyOpaque(ctx context.Context, what, credential string, ask func(context.Context) (CredentialState, error)) (time.Time, error) {
+	if credential == "" {
+		return time.Time{}, fmt.Errorf("clerk: verify %s: empty: %w", what, ErrInvalidToken)
+	}
+	var state CredentialState
 	var code string
-	status, err := call(ctx, func(ctx context.Context) error {
-		err := do(ctx)
+	status, err := call(ctx, func(ctx context.Context) (err error) {
+		state, err = ask(ctx)
 		code = apiCode(err)
 		return err
 	})
 	switch {
 	case err == nil:
-		return nil
+		return state.live(what)
 	case transient(status):
-		return fmt.Errorf("clerk: verify %s: %w: %w", what, ErrUnavailable, err)
+		return time.Time{}, fmt.Errorf("clerk: verify %s: %w: %w", what, ErrUnavailable, err)
 	case status < 300:
 		// A decode error; its text describes JSON syntax, not the token.
-		return fmt.Errorf("clerk: verify %s: decode: %w", what, err)
+		return time.Time{}, fmt.Errorf("clerk: verify %s: decode: %w", what, err)
 	case (status == http.StatusUnauthorized || status == http.StatusForbidden) &&
 		(code == "" || code == secretKeyRefused):
-		return fmt.Errorf("clerk: verify %s: the secret key was refused: %w", what, err)
+		return time.Time{}, fmt.Errorf("clerk: verify %s: the secret key was refused: %w", what, err)
 	default:
-		return fmt.Errorf("clerk: verify %s: %w: %w", what, err, ErrInvalidToken)
+		return time.Time{}, fmt.Errorf("clerk: verify %s: %w: %w", what, err, ErrInvalidToken)
 	}
 }
 
 // live turns Clerk's 200 answer about a credential into its expiry, or
 // ErrTokenRevoked or ErrTokenExpired when Clerk answered 200 but with the
 // flags set (or an expiration already past).
-func live(what, id string, revoked, expired bool, expiration *int64) (time.Time, error) {
-	expiresAt := unixTime(expiration)
+func (s CredentialState) live(what string) (time.Time, error) {
+	expiresAt := unixTime(s.Expiration)
 	switch {
-	case revoked:
-		return time.Time{}, fmt.Errorf("clerk: verify %s %s: %w", what, id, ErrTokenRevoked)
-	case expired, !expiresAt.IsZero() && !time.Now().Before(expiresAt):
-		return time.Time{}, fmt.Errorf("clerk: verify %s %s: %w", what, id, ErrTokenExpired)
+	case s.Revoked:
+		return time.Time{}, fmt.Errorf("clerk: verify %s %s: %w", what, s.ID, ErrTokenRevoked)
+	case s.Expired, !expiresAt.IsZero() && !time.Now().Before(expiresAt):
+		return time.Time{}, fmt.Errorf("clerk: verify %s %s: %w", what, s.ID, ErrTokenExpired)
 	}
 	return expiresAt, nil
 }

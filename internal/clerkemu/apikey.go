@@ -4,8 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"regexp"
 	"time"
+
+	clerksdk "github.com/clerk/clerk-sdk-go/v2"
+
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 // APIKey describes an API key to mint.
@@ -24,34 +28,28 @@ type APIKey struct {
 	TTL time.Duration
 }
 
-// apiKeyObject is Clerk's API key object, as create and verify answer.
-type apiKeyObject struct {
-	Object           string          `json:"object"`
-	ID               string          `json:"id"`
-	Type             string          `json:"type"`
-	Name             string          `json:"name"`
-	Subject          string          `json:"subject"`
-	Description      *string         `json:"description"`
-	Claims           json.RawMessage `json:"claims"`
-	Scopes           []string        `json:"scopes"`
-	Revoked          bool            `json:"revoked"`
-	RevocationReason *string         `json:"revocation_reason"`
-	Expired          bool            `json:"expired"`
-	Expiration       *int64          `json:"expiration"`
-	CreatedBy        *string         `json:"created_by"`
-	LastUsedAt       *int64          `json:"last_used_at"`
-	CreatedAt        int64           `json:"created_at"`
-	UpdatedAt        int64           `json:"updated_at"`
-	// Secret is only in create's answer.
-	Secret string `json:"secret,omitempty"`
+// createdAPIKey is POST /v1/api_keys's answer: the key's object and, this
+// once, its secret.
+type createdAPIKey struct {
+	clerk.APIKeyObject
+	Secret string `json:"secret"`
 }
 
 type apiKey struct {
-	obj     apiKeyObject // as verify answers while valid
-	expires time.Time    // zero: never
+	obj     clerk.APIKeyObject // as verify answers while valid
+	expires time.Time          // zero: never
 }
 
-var apiKeySubject = regexp.MustCompile(`^(user|org)_[A-Za-z0-9]+$`)
+func (k *apiKey) verified(now time.Time) (obj any, revoked, expired bool) {
+	o := k.obj
+	o.Expired = expiredAt(k.expires, now)
+	k.obj.LastUsedAt = clerksdk.Int64(now.UnixMilli())
+	return o, o.Revoked, o.Expired
+}
+
+func (k *apiKey) revoke(now time.Time) {
+	markRevoked(&k.obj.Revoked, &k.obj.RevocationReason, &k.obj.UpdatedAt, now)
+}
 
 // MintAPIKey mints an API key ("ak_" + 32 random characters) that POST
 // /v1/api_keys/verify accepts until it expires or is revoked.
@@ -63,15 +61,15 @@ func (e *Emulator) MintAPIKey(k APIKey) (string, error) {
 	return obj.Secret, nil
 }
 
-func (e *Emulator) storeAPIKey(k APIKey) (apiKeyObject, error) {
-	if !apiKeySubject.MatchString(k.Subject) {
-		return apiKeyObject{}, fmt.Errorf("clerkemu: API key subject %q: want user_… or org_…", k.Subject)
+func (e *Emulator) storeAPIKey(k APIKey) (createdAPIKey, error) {
+	if !viewer.ValidTenantID(k.Subject) {
+		return createdAPIKey{}, fmt.Errorf("clerkemu: API key subject %q: want user_… or org_…", k.Subject)
 	}
 	claims := json.RawMessage("null")
 	if k.Claims != nil {
 		var err error
 		if claims, err = json.Marshal(k.Claims); err != nil {
-			return apiKeyObject{}, fmt.Errorf("clerkemu: API key claims: %w", err)
+			return createdAPIKey{}, fmt.Errorf("clerkemu: API key claims: %w", err)
 		}
 	}
 	if k.Name == "" {
@@ -81,16 +79,16 @@ func (e *Emulator) storeAPIKey(k APIKey) (apiKeyObject, error) {
 		k.Scopes = []string{}
 	}
 	now := time.Now()
-	key := &apiKey{obj: apiKeyObject{
-		Object:    "api_key",
-		ID:        "ak_" + randomHex(16),
-		Type:      "api_key",
-		Name:      k.Name,
-		Subject:   k.Subject,
-		Claims:    claims,
-		Scopes:    k.Scopes,
-		CreatedAt: now.UnixMilli(),
-		UpdatedAt: now.UnixMilli(),
+	key := &apiKey{obj: clerk.APIKeyObject{
+		Object:          "api_key",
+		CredentialState: clerk.CredentialState{ID: "ak_" + randomHex(16)},
+		Type:            "api_key",
+		Name:            k.Name,
+		Subject:         k.Subject,
+		Claims:          claims,
+		Scopes:          k.Scopes,
+		CreatedAt:       now.UnixMilli(),
+		UpdatedAt:       now.UnixMilli(),
 	}}
 	if k.TTL != 0 {
 		key.expires = now.Add(k.TTL)
@@ -101,23 +99,13 @@ func (e *Emulator) storeAPIKey(k APIKey) (apiKeyObject, error) {
 	e.mu.Lock()
 	e.apiKeys[s] = key
 	e.mu.Unlock()
-	obj := key.obj
-	obj.Secret = s
-	return obj, nil
+	return createdAPIKey{APIKeyObject: key.obj, Secret: s}, nil
 }
 
 // RevokeAPIKey revokes a key minted by MintAPIKey or created over HTTP. It
 // reports whether the key was known.
 func (e *Emulator) RevokeAPIKey(secret string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	k, ok := e.apiKeys[secret]
-	if ok && !k.obj.Revoked {
-		reason := "revoked by test"
-		k.obj.Revoked, k.obj.RevocationReason = true, &reason
-		k.obj.UpdatedAt = time.Now().UnixMilli()
-	}
-	return ok
+	return revokeIssued(e, e.apiKeys, secret)
 }
 
 // serveCreateAPIKey is POST /v1/api_keys.
@@ -147,22 +135,9 @@ func (e *Emulator) serveCreateAPIKey(w http.ResponseWriter, r *http.Request) {
 // serveVerifyAPIKey is POST /v1/api_keys/verify {"secret": …}.
 func (e *Emulator) serveVerifyAPIKey(w http.ResponseWriter, r *http.Request) {
 	e.serveVerify(w, r, &e.verify.apiKey, func(reject int) {
-		var req struct {
-			Secret string `json:"secret"`
+		var req clerk.VerifyAPIKeyParams
+		if readJSON(w, r, &req) {
+			answerVerify(e, w, reject, "API key", e.apiKeys, req.Secret)
 		}
-		if !readJSON(w, r, &req) {
-			return
-		}
-		e.mu.Lock()
-		k, ok := e.apiKeys[req.Secret]
-		var obj apiKeyObject
-		if ok {
-			obj = k.obj
-			obj.Expired = !k.expires.IsZero() && !time.Now().Before(k.expires)
-			now := time.Now().UnixMilli()
-			k.obj.LastUsedAt = &now
-		}
-		e.mu.Unlock()
-		writeRefusal(w, reject, ok, obj.Revoked, obj.Expired, "API key", obj)
 	})
 }

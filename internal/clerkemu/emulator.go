@@ -5,7 +5,10 @@
 // machine and OAuth JWTs, signed with real RSA keys (one instance key, one
 // JWKS); and webhook signatures computed with Svix's own library. Gatehouse
 // reaches it through its production code paths (internal/clerk and
-// clerk-sdk-go), so what passes here passes with Clerk.
+// clerk-sdk-go), so what passes here passes with Clerk. Its answers are
+// encoded from the types those paths decode (clerk-sdk-go's, or
+// internal/clerk's where the SDK has none): one definition of the wire
+// format.
 //
 // Fault injection (SetUsersStatus, SetJWKSStatus, SetJWKSDelay,
 // SetVerifyStatus, SetRejectStatus, HoldVerifies) and counters (JWKSFetches,

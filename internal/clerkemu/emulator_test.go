@@ -413,22 +413,25 @@ func deref(s *string) string {
 	return *s
 }
 
+// mint mints a credential with an Emulator's Mint method, or fails the
+// test.
+func mint[S any](t *testing.T, mint func(S) (string, error), spec S) string {
+	t.Helper()
+	token, err := mint(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
 func TestMachineTokens(t *testing.T) {
 	e, backend := newEmulator(t, clerkemu.Options{})
 	client := &m2m_token.Client{Backend: backend}
-	mint := func(m clerkemu.Machine) string {
-		t.Helper()
-		token, err := e.MintMachineToken(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return token
-	}
-	valid := mint(clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
-	forever := mint(clerkemu.Machine{ID: "mch_a"})
-	revoked := mint(clerkemu.Machine{ID: "mch_a"})
+	valid := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a", Claims: map[string]any{"tenants": []string{"org_1"}}, Scopes: []string{"mch_b"}, TTL: time.Hour})
+	forever := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a"})
+	revoked := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a"})
 	e.RevokeMachineToken(revoked)
-	expired := mint(clerkemu.Machine{ID: "mch_a", TTL: -time.Minute})
+	expired := mint(t, e.MintMachineToken, clerkemu.Machine{ID: "mch_a", TTL: -time.Minute})
 	created, err := client.Create(context.Background(), &m2m_token.CreateParams{
 		SecondsUntilExpiration: clerksdk.Int64(60), Claims: clerksdk.JSONRawMessage(json.RawMessage(`{"k":"v"}`))})
 	if err != nil {
@@ -595,33 +598,17 @@ func post(backend clerksdk.Backend, path string, body map[string]any) (map[strin
 
 func TestAPIKeysAndOAuthTokens(t *testing.T) {
 	e, backend := newEmulator(t, clerkemu.Options{})
-	mintKey := func(k clerkemu.APIKey) string {
-		t.Helper()
-		s, err := e.MintAPIKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	mintOAuth := func(o clerkemu.OAuthToken) string {
-		t.Helper()
-		s, err := e.MintOAuthToken(o)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	key := mintKey(clerkemu.APIKey{Subject: "org_a", Scopes: []string{"org:projects:read"}, TTL: time.Hour})
-	revokedKey := mintKey(clerkemu.APIKey{Subject: "user_a"})
+	key := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "org_a", Scopes: []string{"org:projects:read"}, TTL: time.Hour})
+	revokedKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a"})
 	e.RevokeAPIKey(revokedKey)
-	expiredKey := mintKey(clerkemu.APIKey{Subject: "user_a", TTL: -time.Minute})
+	expiredKey := mint(t, e.MintAPIKey, clerkemu.APIKey{Subject: "user_a", TTL: -time.Minute})
 	created, err := post(backend, "/api_keys", map[string]any{"name": "ci", "subject": "user_b", "scopes": []string{"x"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	createdKey, _ := created["secret"].(string)
-	oauth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"s"}, Audience: []string{"aud"}})
-	revokedOAuth := mintOAuth(clerkemu.OAuthToken{UserID: "user_a"})
+	oauth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a", ClientID: "client_1", Scopes: []string{"s"}, Audience: []string{"aud"}})
+	revokedOAuth := mint(t, e.MintOAuthToken, clerkemu.OAuthToken{UserID: "user_a"})
 	e.RevokeOAuthToken(revokedOAuth)
 	minted, err := post(backend, "/emulator/oauth_access_tokens", map[string]any{"user_id": "user_c", "scopes": []string{"t"}})
 	if err != nil {

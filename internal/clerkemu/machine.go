@@ -38,6 +38,17 @@ type machineToken struct {
 	expires time.Time         // zero: never
 }
 
+func (t *machineToken) verified(now time.Time) (obj any, revoked, expired bool) {
+	resp := t.resp
+	resp.Expired = expiredAt(t.expires, now)
+	t.resp.LastUsedAt = clerksdk.Int64(now.UnixMilli())
+	return resp, resp.Revoked, resp.Expired
+}
+
+func (t *machineToken) revoke(now time.Time) {
+	markRevoked(&t.resp.Revoked, &t.resp.RevocationReason, &t.resp.UpdatedAt, now)
+}
+
 // MintMachineToken mints a machine token: opaque ("mt_" + 32 random
 // characters), which POST /v1/m2m_tokens/verify accepts until it expires or
 // is revoked, or, with m.JWT, a JWT.
@@ -136,15 +147,7 @@ func (e *Emulator) storeMachineToken(subject string, claims json.RawMessage, sco
 // RevokeMachineToken revokes an opaque token minted by MintMachineToken or
 // created over HTTP. It reports whether the token was known.
 func (e *Emulator) RevokeMachineToken(token string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.tokens[token]
-	if ok && !t.resp.Revoked {
-		t.resp.Revoked = true
-		t.resp.RevocationReason = clerksdk.String("revoked by test")
-		t.resp.UpdatedAt = time.Now().UnixMilli()
-	}
-	return ok
+	return revokeIssued(e, e.tokens, token)
 }
 
 // serveCreateMachineToken is POST /v1/m2m_tokens. With "token_format":
@@ -195,19 +198,8 @@ func (e *Emulator) serveVerifyMachineToken(w http.ResponseWriter, r *http.Reques
 		var req struct {
 			Token string `json:"token"`
 		}
-		if !readJSON(w, r, &req) {
-			return
+		if readJSON(w, r, &req) {
+			answerVerify(e, w, reject, "M2M token", e.tokens, req.Token)
 		}
-		e.mu.Lock()
-		t, ok := e.tokens[req.Token]
-		var resp clerksdk.M2MToken
-		if ok {
-			resp = t.resp
-			resp.Expired = !t.expires.IsZero() && !time.Now().Before(t.expires)
-			now := time.Now().UnixMilli()
-			t.resp.LastUsedAt = &now
-		}
-		e.mu.Unlock()
-		writeRefusal(w, reject, ok, resp.Revoked, resp.Expired, "M2M token", resp)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gatehouse-dev/gatehouse/internal/clerk"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -32,25 +33,19 @@ type OAuthToken struct {
 	Forge Forge
 }
 
-// oauthTokenObject is Clerk's OAuth access token object, as verify answers.
-type oauthTokenObject struct {
-	Object           string   `json:"object"`
-	ID               string   `json:"id"`
-	ClientID         string   `json:"client_id"`
-	Subject          string   `json:"subject"`
-	Scopes           []string `json:"scopes"`
-	Audience         []string `json:"aud,omitempty"`
-	Revoked          bool     `json:"revoked"`
-	RevocationReason *string  `json:"revocation_reason"`
-	Expired          bool     `json:"expired"`
-	Expiration       *int64   `json:"expiration"`
-	CreatedAt        int64    `json:"created_at"`
-	UpdatedAt        int64    `json:"updated_at"`
+type oauthToken struct {
+	obj     clerk.OAuthTokenObject // as verify answers while valid
+	expires time.Time
 }
 
-type oauthToken struct {
-	obj     oauthTokenObject
-	expires time.Time
+func (t *oauthToken) verified(now time.Time) (obj any, revoked, expired bool) {
+	o := t.obj
+	o.Expired = expiredAt(t.expires, now)
+	return o, o.Revoked, o.Expired
+}
+
+func (t *oauthToken) revoke(now time.Time) {
+	markRevoked(&t.obj.Revoked, &t.obj.RevocationReason, &t.obj.UpdatedAt, now)
 }
 
 // MintOAuthToken mints an OAuth access token for t.UserID: opaque ("oat_" +
@@ -88,15 +83,15 @@ func (e *Emulator) MintOAuthToken(t OAuthToken) (string, error) {
 		}
 		return e.forgedJWT(t.Forge, "at+jwt", "", claims)
 	}
-	tok := &oauthToken{obj: oauthTokenObject{
-		Object:    "clerk_idp_oauth_access_token",
-		ID:        id,
-		ClientID:  t.ClientID,
-		Subject:   t.UserID,
-		Scopes:    t.Scopes,
-		Audience:  t.Audience,
-		CreatedAt: now.UnixMilli(),
-		UpdatedAt: now.UnixMilli(),
+	tok := &oauthToken{obj: clerk.OAuthTokenObject{
+		Object:          "clerk_idp_oauth_access_token",
+		CredentialState: clerk.CredentialState{ID: id},
+		ClientID:        t.ClientID,
+		Subject:         t.UserID,
+		Scopes:          t.Scopes,
+		Audience:        t.Audience,
+		CreatedAt:       now.UnixMilli(),
+		UpdatedAt:       now.UnixMilli(),
 	}, expires: now.Add(t.TTL)}
 	exp := tok.expires.UnixMilli()
 	tok.obj.Expiration = &exp
@@ -110,15 +105,7 @@ func (e *Emulator) MintOAuthToken(t OAuthToken) (string, error) {
 // RevokeOAuthToken revokes an opaque token minted by MintOAuthToken. It
 // reports whether the token was known.
 func (e *Emulator) RevokeOAuthToken(token string) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	t, ok := e.oauthTokens[token]
-	if ok && !t.obj.Revoked {
-		reason := "revoked by test"
-		t.obj.Revoked, t.obj.RevocationReason = true, &reason
-		t.obj.UpdatedAt = time.Now().UnixMilli()
-	}
-	return ok
+	return revokeIssued(e, e.oauthTokens, token)
 }
 
 // serveMintOAuthToken is POST /v1/emulator/oauth_access_tokens, the
@@ -161,20 +148,9 @@ func (e *Emulator) serveMintOAuthToken(w http.ResponseWriter, r *http.Request) {
 // {"access_token": …}.
 func (e *Emulator) serveVerifyOAuthToken(w http.ResponseWriter, r *http.Request) {
 	e.serveVerify(w, r, &e.verify.oauth, func(reject int) {
-		var req struct {
-			AccessToken string `json:"access_token"`
+		var req clerk.VerifyOAuthTokenParams
+		if readJSON(w, r, &req) {
+			answerVerify(e, w, reject, "OAuth token", e.oauthTokens, req.AccessToken)
 		}
-		if !readJSON(w, r, &req) {
-			return
-		}
-		e.mu.Lock()
-		t, ok := e.oauthTokens[req.AccessToken]
-		var obj oauthTokenObject
-		if ok {
-			obj = t.obj
-			obj.Expired = !time.Now().Before(t.expires)
-		}
-		e.mu.Unlock()
-		writeRefusal(w, reject, ok, obj.Revoked, obj.Expired, "OAuth token", obj)
 	})
 }

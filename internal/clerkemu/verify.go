@@ -8,6 +8,9 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	clerksdk "github.com/clerk/clerk-sdk-go/v2"
 )
 
 // Forge alters a minted machine or OAuth JWT so that a verifier must refuse
@@ -169,6 +172,65 @@ func writeRefusal(w http.ResponseWriter, reject int, known, revoked, expired boo
 	default:
 		writeJSON(w, http.StatusOK, resp)
 	}
+}
+
+// issuedCredential is an opaque credential the emulator issued:
+// *machineToken, *apiKey or *oauthToken. Its methods run under e.mu.
+type issuedCredential interface {
+	// verified returns Clerk's object for the credential as verify answers
+	// it at now, and whether it is revoked or expired; it records the use
+	// where Clerk's object has a last_used_at.
+	verified(now time.Time) (obj any, revoked, expired bool)
+	// revoke revokes the credential at now, as a test does, unless it
+	// already is.
+	revoke(now time.Time)
+}
+
+var (
+	_ issuedCredential = (*machineToken)(nil)
+	_ issuedCredential = (*apiKey)(nil)
+	_ issuedCredential = (*oauthToken)(nil)
+)
+
+// answerVerify answers a verify of token, what kind issued holds: Clerk's
+// object for it, or writeRefusal's refusal.
+func answerVerify[C issuedCredential](e *Emulator, w http.ResponseWriter, reject int, what string, issued map[string]C, token string) {
+	e.mu.Lock()
+	c, ok := issued[token]
+	var obj any
+	var revoked, expired bool
+	if ok {
+		obj, revoked, expired = c.verified(time.Now())
+	}
+	e.mu.Unlock()
+	writeRefusal(w, reject, ok, revoked, expired, what, obj)
+}
+
+// revokeIssued revokes token, looked up in issued, and reports whether it
+// was known.
+func revokeIssued[C issuedCredential](e *Emulator, issued map[string]C, token string) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := issued[token]
+	if ok {
+		c.revoke(time.Now())
+	}
+	return ok
+}
+
+// markRevoked sets what revoking a credential sets in Clerk's object for it,
+// unless it is revoked already.
+func markRevoked(revoked *bool, reason **string, updatedAt *int64, now time.Time) {
+	if !*revoked {
+		*revoked, *reason = true, clerksdk.String("revoked by test")
+		*updatedAt = now.UnixMilli()
+	}
+}
+
+// expiredAt reports whether a credential that expires at expires (zero:
+// never) has expired at now.
+func expiredAt(expires, now time.Time) bool {
+	return !expires.IsZero() && !now.Before(expires)
 }
 
 // secret returns prefix and a random base64url body of 32 characters, the

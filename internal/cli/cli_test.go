@@ -1,11 +1,9 @@
 package cli_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -101,34 +99,11 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 // TestDevWorkflow follows the README: gatehouse dev, then tokens and
 // webhooks from other commands, then calls with the printed token.
 func TestDevWorkflow(t *testing.T) {
-	dir := t.TempDir()
-	stdout, _ := runInBackground(t, []string{"dev", "--dir", dir, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"}, nil)
-	waitFor(t, "the dev banner", func() bool { return strings.Contains(stdout.String(), "Ctrl-C stops it") })
-
-	var state struct {
-		GRPCAddr string `json:"grpc_addr"`
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &state); err != nil {
-		t.Fatal(err)
-	}
-	banner := stdout.String()
+	banner, state, dir := startDev(t, nil)
 	if !strings.Contains(banner, "go tool grpcurl -plaintext "+state.GRPCAddr+" list") {
 		t.Errorf("banner lacks the grpcurl commands for %s:\n%s", state.GRPCAddr, banner)
 	}
-	var printed string
-	sc := bufio.NewScanner(strings.NewReader(banner))
-	for sc.Scan() {
-		if tok, ok := strings.CutPrefix(sc.Text(), "export TOKEN='"); ok {
-			printed = strings.TrimSuffix(tok, "'")
-		}
-	}
-	if printed == "" {
-		t.Fatalf("no token in the banner:\n%s", banner)
-	}
+	printed := bannerToken(t, banner)
 
 	conn := dial(t, state.GRPCAddr)
 	users := gatehousev1.NewUserServiceClient(conn)

@@ -21,7 +21,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/devstate"
 	"github.com/gatehouse-dev/gatehouse/internal/loopback"
-	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // Dev user and organization, known to the emulator from the start.
@@ -180,7 +179,7 @@ func loadOrCreateWebhookSecret(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	if err == nil {
 		s := strings.TrimSpace(string(b))
-		if err := webhook.CheckSecret(s); err != nil {
+		if err := config.CheckWebhookSecret(s); err != nil {
 			return "", fmt.Errorf("%s: %w; delete it to start afresh", path, err)
 		}
 		return s, nil

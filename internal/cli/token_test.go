@@ -2,9 +2,6 @@ package cli_test
 
 import (
 	"context"
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,19 +14,7 @@ import (
 // TestTokenKinds mints each kind of credential from a running gatehouse
 // dev, as the README shows, and calls with it.
 func TestTokenKinds(t *testing.T) {
-	dir := t.TempDir()
-	stdout, _ := runInBackground(t, []string{"dev", "--dir", dir, "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"}, nil)
-	waitFor(t, "the dev banner", func() bool { return strings.Contains(stdout.String(), "Ctrl-C stops it") })
-	var state struct {
-		GRPCAddr string `json:"grpc_addr"`
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "dev.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(b, &state); err != nil {
-		t.Fatal(err)
-	}
+	_, state, dir := startDev(t, nil)
 	conn := dial(t, state.GRPCAddr)
 	users := gatehousev1.NewUserServiceClient(conn)
 	projects := gatehousev1.NewProjectServiceClient(conn)

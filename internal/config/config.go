@@ -20,8 +20,6 @@ import (
 	"unicode"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
-
-	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
 // Defaults.
@@ -34,6 +32,11 @@ const (
 	DefaultVerifyRate      = 10.0
 )
 
+// DefaultWebhookRetention is how long the record of a webhook delivery —
+// its svix-id, and the payload of a handled event — is kept before the
+// receiver's sweep purges it (GATEHOUSE_WEBHOOK_RETENTION).
+const DefaultWebhookRetention = 7 * 24 * time.Hour
+
 // Bounds of GATEHOUSE_WEBHOOK_RETENTION. Below a day, Svix's retries of a
 // delivery (spread over about a day) may outlive its record and be applied
 // again, harmlessly but answered "stale" rather than "duplicate"; an hour is
@@ -42,6 +45,10 @@ const (
 	MinWebhookRetention = time.Hour
 	MaxWebhookRetention = 365 * 24 * time.Hour
 )
+
+// MinWebhookSecretBytes is the shortest webhook signing key Gatehouse
+// accepts. Svix's endpoint secrets are 24 random bytes.
+const MinWebhookSecretBytes = 24
 
 // Config is Gatehouse's configuration. See the README's table.
 type Config struct {
@@ -107,7 +114,7 @@ func Load(getenv Getenv) (*Config, error) {
 		OAuthAudiences:      SplitList(getenv("GATEHOUSE_OAUTH_AUDIENCE")),
 		VerifyBurst:         DefaultVerifyBurst,
 		VerifyRate:          DefaultVerifyRate,
-		WebhookRetention:    webhook.DefaultRetention,
+		WebhookRetention:    DefaultWebhookRetention,
 		LogFormat:           cmp.Or(strings.TrimSpace(getenv("GATEHOUSE_LOG_FORMAT")), "json"),
 	}
 
@@ -168,7 +175,7 @@ func Load(getenv Getenv) (*Config, error) {
 
 	if c.WebhookSecret == "" {
 		bad("CLERK_WEBHOOK_SIGNING_SECRET", "set it (whsec_…) from the Clerk dashboard's webhook endpoint")
-	} else if err := webhook.CheckSecret(c.WebhookSecret); err != nil {
+	} else if err := CheckWebhookSecret(c.WebhookSecret); err != nil {
 		bad("CLERK_WEBHOOK_SIGNING_SECRET", "%v", err)
 	}
 
@@ -238,6 +245,27 @@ func Load(getenv Getenv) (*Config, error) {
 		return c, &Error{Problems: problems}
 	}
 	return c, nil
+}
+
+// CheckWebhookSecret reports whether secret is an endpoint signing secret as
+// Svix issues them (CLERK_WEBHOOK_SIGNING_SECRET): "whsec_" followed by the
+// standard base64 of a key of at least MinWebhookSecretBytes bytes. Svix's
+// verifier itself takes any base64, even "whsec_" alone — an empty HMAC key
+// with which anyone can sign. The error never quotes the secret.
+func CheckWebhookSecret(secret string) error {
+	key, ok := strings.CutPrefix(secret, "whsec_")
+	if !ok {
+		return errors.New("want the endpoint's signing secret, whsec_ followed by base64")
+	}
+	// Not the decoder's message: it quotes the offending byte.
+	raw, err := base64.StdEncoding.DecodeString(key)
+	if err != nil {
+		return errors.New("want whsec_ followed by base64")
+	}
+	if len(raw) < MinWebhookSecretBytes {
+		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), MinWebhookSecretBytes)
+	}
+	return nil
 }
 
 // ParseOrigins reads a comma-separated list of origins, as

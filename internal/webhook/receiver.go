@@ -3,7 +3,6 @@ package webhook
 import (
 	"cmp"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -20,6 +18,7 @@ import (
 	svix "github.com/svix/svix-webhooks/go"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/metrics"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -57,7 +56,7 @@ type Config struct {
 	// (*invalidation.Bus).
 	Invalidations Invalidator
 	// Retention is how long Sweep keeps the record of a delivery
-	// (GATEHOUSE_WEBHOOK_RETENTION); zero is DefaultRetention.
+	// (GATEHOUSE_WEBHOOK_RETENTION); zero is config.DefaultWebhookRetention.
 	Retention time.Duration
 	// Now is the clock for deleted_at and received_at; nil is time.Now.
 	// (Svix's verifier checks the timestamp against the real clock.)
@@ -94,33 +93,8 @@ type Receiver struct {
 
 var _ http.Handler = (*Receiver)(nil)
 
-// MinSecretBytes is the shortest signing key a Receiver accepts. Svix's
-// endpoint secrets are 24 random bytes.
-const MinSecretBytes = 24
-
-// CheckSecret reports whether secret is an endpoint signing secret as Svix
-// issues them: "whsec_" followed by the standard base64 of a key of at least
-// MinSecretBytes bytes. Svix's verifier itself takes any base64, even
-// "whsec_" alone — an empty HMAC key with which anyone can sign. The error
-// never quotes the secret.
-func CheckSecret(secret string) error {
-	key, ok := strings.CutPrefix(secret, "whsec_")
-	if !ok {
-		return errors.New("want the endpoint's signing secret, whsec_ followed by base64")
-	}
-	// Not the decoder's message: it quotes the offending byte.
-	raw, err := base64.StdEncoding.DecodeString(key)
-	if err != nil {
-		return errors.New("want whsec_ followed by base64")
-	}
-	if len(raw) < MinSecretBytes {
-		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), MinSecretBytes)
-	}
-	return nil
-}
-
 // New returns a Receiver. It fails if the client is missing, the secret
-// fails CheckSecret, or the metrics clash with other collectors of the same
+// fails config.CheckWebhookSecret, or the metrics clash with other collectors of the same
 // name.
 func New(cfg Config) (*Receiver, error) {
 	if cfg.Client == nil {
@@ -129,7 +103,7 @@ func New(cfg Config) (*Receiver, error) {
 	if cfg.Secret == "" {
 		return nil, errors.New("webhook: no signing secret (CLERK_WEBHOOK_SIGNING_SECRET)")
 	}
-	if err := CheckSecret(cfg.Secret); err != nil {
+	if err := config.CheckWebhookSecret(cfg.Secret); err != nil {
 		return nil, fmt.Errorf("webhook: signing secret: %w", err)
 	}
 	if cfg.Dialect != dialect.Postgres && cfg.Dialect != dialect.SQLite {
@@ -158,7 +132,7 @@ func New(cfg Config) (*Receiver, error) {
 			Help:    "Time to answer a Clerk webhook delivery, by result.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"result"}),
-		retention:  cmp.Or(cfg.Retention, DefaultRetention),
+		retention:  cmp.Or(cfg.Retention, config.DefaultWebhookRetention),
 		sweepEvery: sweepEvery,
 		purgeBatch: purgeBatch,
 		purged: prometheus.NewCounter(prometheus.CounterOpts{

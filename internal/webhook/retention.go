@@ -12,11 +12,6 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
-// DefaultRetention is how long the record of a delivery — its svix-id, and
-// the payload of a handled event — is kept before Sweep purges it
-// (GATEHOUSE_WEBHOOK_RETENTION).
-const DefaultRetention = 7 * 24 * time.Hour
-
 const (
 	// sweepEvery is the time between two sweeps, give or take a tenth so
 	// that replicas started together drift apart.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 )
@@ -74,7 +75,7 @@ func TestSweepPurgesExpiredRecords(t *testing.T) {
 		clock.Add(24 * time.Hour)
 
 		// One statement deletes no more than its batch.
-		cutoff := clock.Now().Add(-DefaultRetention)
+		cutoff := clock.Now().Add(-config.DefaultWebhookRetention)
 		if n, err := e.receiver.purgeOnce(context.Background(), cutoff, 2); err != nil || n != 2 {
 			t.Fatalf("purgeOnce(limit 2) = %d, %v; want 2", n, err)
 		}
@@ -123,7 +124,7 @@ func TestSweepsOnReplicasShareTheWork(t *testing.T) {
 				r := newEndpoint(t, st, newSecret()).receiver
 				r.purgeBatch = 25
 				wg.Go(func() {
-					n, err := r.purge(context.Background(), time.Now().Add(-DefaultRetention))
+					n, err := r.purge(context.Background(), time.Now().Add(-config.DefaultWebhookRetention))
 					if err != nil {
 						t.Errorf("purge: %v", err)
 					}
@@ -134,7 +135,7 @@ func TestSweepsOnReplicasShareTheWork(t *testing.T) {
 			// A sweep that found only locked rows stops early; the next one
 			// takes what is left.
 			r := newEndpoint(t, a, newSecret()).receiver
-			n2, err := r.purge(context.Background(), time.Now().Add(-DefaultRetention))
+			n2, err := r.purge(context.Background(), time.Now().Add(-config.DefaultWebhookRetention))
 			if err != nil {
 				t.Fatal(err)
 			}
