@@ -55,6 +55,15 @@ func TestInterceptorRejectsBadTokens(t *testing.T) {
 			return tok, []string{AuthorizationKey, "Bearer " + tok, AuthorizationKey, "Bearer " + tok}
 		}, ReasonMalformed},
 		{"garbage", tokenMD("garbage-token-text"), ReasonMalformed},
+		{"a good token with a space inside", func(t *testing.T) (string, []string) {
+			tok := e.mint(t, clerkemu.Session{UserID: testUser})
+			return tok, bearer(tok[:20] + " " + tok[20:])
+		}, ReasonMalformed},
+		{"a good token and more", func(t *testing.T) (string, []string) {
+			tok := e.mint(t, clerkemu.Session{UserID: testUser})
+			return tok, bearer(tok + " more")
+		}, ReasonMalformed},
+		{"an opaque token with a space inside", tokenMD("ak_0123456789abcdef 0123456789abcdef0123"), ReasonMalformed},
 		{"expired", mintMD(e, clerkemu.Session{UserID: testUser, IssuedAt: now.Add(-2 * time.Hour), TTL: time.Hour}), ReasonExpired},
 		{"not yet valid", mintMD(e, clerkemu.Session{UserID: testUser, IssuedAt: now, NotBefore: now.Add(time.Hour)}), ReasonNotYetValid},
 		{"wrong issuer", mintMD(e, clerkemu.Session{UserID: testUser, Issuer: "https://clerk.other.test"}), ReasonWrongIssuer},
