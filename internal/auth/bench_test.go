@@ -99,9 +99,7 @@ func BenchmarkJoseVerifyFloor(b *testing.B) {
 func BenchmarkAuthenticateWarm(b *testing.B) {
 	e := newEnv(b, envOptions{})
 	a := newTestAuthenticator(b, e, memberships)
-	cases := []struct {
-		name, token, tenant string
-	}{
+	cases := []authCase{
 		{"session", e.mint(b, benchSession), ""},
 		{"m2m_opaque", e.mintMachine(b, clerkemu.Machine{TTL: time.Hour}), orgAcme},
 		{"m2m_jwt", e.mintMachine(b, clerkemu.Machine{JWT: true}), orgAcme},
@@ -111,6 +109,30 @@ func BenchmarkAuthenticateWarm(b *testing.B) {
 		{"oauth_opaque", e.mintOAuth(b, clerkemu.OAuthToken{UserID: testUser, Scopes: []string{PermProjectsRead}}), ""},
 		{"oauth_jwt", e.mintOAuth(b, clerkemu.OAuthToken{UserID: testUser, Scopes: []string{PermProjectsRead}, JWT: true}), ""},
 	}
+	benchAuthenticate(b, a, cases)
+}
+
+// BenchmarkAuthenticateCold is the first sight of each JWT form through
+// Authenticate: routing by header and claims, the full RS256 verification
+// (the key already fetched), the claims checks — the caches turned off. A
+// machine or OAuth JWT must cost about what a session does.
+func BenchmarkAuthenticateCold(b *testing.B) {
+	e := newEnv(b, envOptions{session: SessionConfig{CacheSize: -1}, jwtCacheSize: -1})
+	a := newTestAuthenticator(b, e, memberships)
+	benchAuthenticate(b, a, []authCase{
+		{"session", e.mint(b, benchSession), ""},
+		{"m2m_jwt", e.mintMachine(b, clerkemu.Machine{JWT: true}), orgAcme},
+		{"oauth_jwt", e.mintOAuth(b, clerkemu.OAuthToken{UserID: testUser, Scopes: []string{PermProjectsRead}, JWT: true}), ""},
+	})
+}
+
+// authCase is a credential and the tenant it names, if any.
+type authCase struct {
+	name, token, tenant string
+}
+
+// benchAuthenticate runs Authenticate on ListProjects for each case.
+func benchAuthenticate(b *testing.B, a *Authenticator, cases []authCase) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			kv := []string{AuthorizationKey, "Bearer " + c.token}

@@ -71,6 +71,7 @@ type envOptions struct {
 	session         SessionConfig // Keys, Issuer and Now are filled in
 	opaque          OpaqueConfig  // Clerk (unless set) and Now are filled in
 	audiences       []string      // GATEHOUSE_OAUTH_AUDIENCE
+	jwtCacheSize    int           // MachineJWTConfig.CacheSize
 	refetchInterval time.Duration
 	fetchTimeout    time.Duration
 }
@@ -99,7 +100,8 @@ func newEnv(t testing.TB, opts envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	jwts, err := NewMachineJWTVerifier(MachineJWTConfig{Keys: keys, Issuer: cfg.Issuer, OAuthAudiences: opts.audiences, Now: clock.Now})
+	jwts, err := NewMachineJWTVerifier(MachineJWTConfig{Keys: keys, Issuer: cfg.Issuer, OAuthAudiences: opts.audiences,
+		CacheSize: opts.jwtCacheSize, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
