@@ -83,6 +83,27 @@ func TestRunCountsFailures(t *testing.T) {
 	}
 }
 
+// TestRunStop checks that closing Options.Stop ends the window without
+// cancelling the requests in flight: none of them is an error.
+func TestRunStop(t *testing.T) {
+	stop := make(chan struct{})
+	time.AfterFunc(100*time.Millisecond, func() { close(stop) })
+	r, err := Run(t.Context(), Options{Concurrency: 2, Stop: stop}, func(ctx context.Context, _ int64) error {
+		select {
+		case <-time.After(5 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests == 0 || r.Errors != 0 || r.Elapsed < 100*time.Millisecond || r.Elapsed > 5*time.Second {
+		t.Errorf("%d requests, %d errors %v in %v; want some, none, about 100ms", r.Requests, r.Errors, r.ErrorKinds, r.Elapsed)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {
