@@ -30,7 +30,7 @@ const usage = `Usage: gatehouse-bench <command> [flags]
 
 Commands:
   load       closed-loop load against Gatehouse (gRPC; Connect, gRPC-Web, REST) and the peer (HTTP)
-  peer       serve the peer: net/http + clerk-sdk-go's WithHeaderAuthorization, GET /me through ent
+  peer       serve the peer: net/http + clerk-sdk-go; GET /me through ent, GET /machine (m2m_token.Verify)
   kidflood   forged key ids against an in-process Gatehouse and peer; counts JWKS fetches
   webhooks   signed webhook ingest: distinct events/s, then duplicate deliveries/s
   profile    CPU profile of one load scenario against an in-process Gatehouse and peer
@@ -449,7 +449,7 @@ func runPeer(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "peer listening on http://%s (GET /me), database %s, pid %d\n", lis.Addr(), store.Redacted(dsn), os.Getpid())
+	fmt.Fprintf(stdout, "peer listening on http://%s (GET /me, GET /machine), database %s, pid %d\n", lis.Addr(), store.Redacted(dsn), os.Getpid())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {

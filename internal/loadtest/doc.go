@@ -9,7 +9,8 @@
 //     and the HTTP scenario against the peer.
 //   - Peer, the way Clerk documents Go today: net/http behind clerk-sdk-go
 //     v2's WithHeaderAuthorization middleware, doing GetMe's lookup through
-//     the same ent store.
+//     the same ent store, and machine tokens verified with the SDK's
+//     m2m_token.Verify on every request.
 //   - KidFlood, forged key ids against Gatehouse and the peer, counting the
 //     JWKS fetches each causes at an in-process Clerk emulator.
 //   - Webhooks, ingest: distinct signed events, then redeliveries of the

@@ -140,7 +140,9 @@ func TestRequireLoopback(t *testing.T) {
 
 // TestPeer checks the peer behaves as the comparison needs: a genuine
 // token reads the user through ent; no token, or a token with a key id
-// the JWKS does not have, is 401 after one JWKS fetch per request.
+// the JWKS does not have, is 401 after one JWKS fetch per request. A
+// machine token is verified with the Backend API on every request: a
+// genuine one answers its machine; an invented or revoked one is 401.
 func TestPeer(t *testing.T) {
 	ctx := t.Context()
 	emu, err := clerkemu.New(clerkemu.Options{})
@@ -215,6 +217,40 @@ func TestPeer(t *testing.T) {
 	}
 	if got := emu.JWKSFetches() - before; got != 3 {
 		t.Errorf("the peer fetched the JWKS %d times for 3 unknown kids; want 3 (one per request, as clerk-sdk-go does)", got)
+	}
+
+	machine, err := emu.MintMachineToken(clerkemu.Machine{ID: "mch_peer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	getMachine := func(token string) (int, peerMachine) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, peer.URL+"/machine", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m peerMachine
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	before = emu.MachineVerifies()
+	for range 2 {
+		if code, m := getMachine(machine); code != http.StatusOK || m.ID != "mch_peer" {
+			t.Errorf("GET /machine with a genuine machine token: %d %+v", code, m)
+		}
+	}
+	if code, _ := getMachine("mt_" + rand.Text()); code != http.StatusUnauthorized {
+		t.Errorf("GET /machine with an invented machine token: %d, want 401", code)
+	}
+	emu.RevokeMachineToken(machine)
+	if code, _ := getMachine(machine); code != http.StatusUnauthorized {
+		t.Errorf("GET /machine with a revoked machine token: %d, want 401", code)
+	}
+	if got := emu.MachineVerifies() - before; got != 4 {
+		t.Errorf("the peer verified machine tokens %d times in 4 requests; want 4 (every request, as m2m_token.Verify does)", got)
 	}
 }
 
