@@ -290,3 +290,54 @@ func TestHTTPScenarios(t *testing.T) {
 		}
 	}
 }
+
+// TestFlood sends a small flood of invented opaque credentials to an
+// in-process Gatehouse and peer. Gatehouse asks Clerk about no more of them
+// than its budget allows one address, refuses every one (UNAUTHENTICATED or
+// RESOURCE_EXHAUSTED), and its callers already verified see no error and
+// cost no call; the peer asks Clerk about every one, so the comparison is
+// real.
+func TestFlood(t *testing.T) {
+	const n = 300
+	r, err := Flood(t.Context(), FloodOptions{Requests: n, Concurrency: 20, Background: 2, Baseline: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, p := r.Gatehouse, r.Peer
+	if g.Flood.Requests != n || g.Flood.Errors != 0 || g.Unauthenticated+g.ResourceExhausted != n {
+		t.Errorf("gatehouse flood: %d requests, %d unexpected answers %v, %d UNAUTHENTICATED + %d RESOURCE_EXHAUSTED; want %d, all refused",
+			g.Flood.Requests, g.Flood.Errors, g.Flood.ErrorKinds, g.Unauthenticated, g.ResourceExhausted, n)
+	}
+	// The invented credentials pass the shape check, reach Clerk and are
+	// refused there: one verify call per UNAUTHENTICATED.
+	if g.FloodVerifies == 0 || g.FloodVerifies != g.Unauthenticated {
+		t.Errorf("gatehouse: %d verify calls for invented credentials, %d UNAUTHENTICATED; want equal and not 0", g.FloodVerifies, g.Unauthenticated)
+	}
+	const slack = 2
+	if float64(g.Verifies.Total) > g.Bound+slack || g.Bound < float64(r.VerifyBurst) {
+		t.Errorf("gatehouse made %d verify calls in %v; its budget (%d + %v/s) allows %.1f", g.Verifies.Total, g.Flood.Elapsed, r.VerifyBurst, r.VerifyRate, g.Bound)
+	}
+	if g.BaselineVerifies != 0 || g.BackgroundVerifies != 0 {
+		t.Errorf("gatehouse's cached background made %d verify calls alone, %d during the flood; want 0", g.BaselineVerifies, g.BackgroundVerifies)
+	}
+
+	machines := n/3 + min(n%3, 1)
+	if p.Flood.Requests != int64(machines) || p.Flood.Errors != 0 || p.Unauthenticated != int64(machines) {
+		t.Errorf("peer flood: %d requests, %d unexpected answers %v, %d 401; want %d, all 401", p.Flood.Requests, p.Flood.Errors, p.Flood.ErrorKinds, p.Unauthenticated, machines)
+	}
+	if p.FloodVerifies != int64(machines) || p.Verifies.APIKey+p.Verifies.OAuth != 0 {
+		t.Errorf("peer: %d verify calls for %d invented machine tokens (%+v); want one each, all machine", p.FloodVerifies, machines, p.Verifies)
+	}
+	if p.BackgroundVerifies < p.During.Machine.Requests || p.BaselineVerifies < p.Baseline.Machine.Requests {
+		t.Errorf("peer background: %d verify calls for %d machine requests beside the flood, %d for %d alone; want one per request at least",
+			p.BackgroundVerifies, p.During.Machine.Requests, p.BaselineVerifies, p.Baseline.Machine.Requests)
+	}
+
+	for _, bg := range []BackgroundRuns{g.Baseline, g.During, p.Baseline, p.During} {
+		for _, run := range []*Result{bg.Session, bg.Machine} {
+			if run.Requests == 0 || run.Errors != 0 {
+				t.Errorf("background %s: %d requests, %d errors %v; want some, none", run.Name, run.Requests, run.Errors, run.ErrorKinds)
+			}
+		}
+	}
+}
