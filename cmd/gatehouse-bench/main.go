@@ -1,7 +1,7 @@
 // Command gatehouse-bench measures Gatehouse against what users would run
 // instead: load (gRPC and the peer over HTTP), the peer itself, forged key
-// ids, and webhook ingest. See docs/BENCHMARKS.md, or run
-// `gatehouse-bench help`.
+// ids, invented opaque credentials, and webhook ingest. See
+// docs/BENCHMARKS.md, or run `gatehouse-bench help`.
 package main
 
 import (

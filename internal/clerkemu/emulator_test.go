@@ -490,6 +490,9 @@ func TestMachineTokens(t *testing.T) {
 	if len(valid) != len("mt_")+32 || !strings.HasPrefix(valid, "mt_") {
 		t.Errorf("token %q: want mt_ + 32 characters", valid)
 	}
+	if got := e.UnknownVerifies(); got != 1 {
+		t.Errorf("UnknownVerifies = %d, want 1 (only the unknown token; revoked and expired ones were issued)", got)
+	}
 }
 
 func TestSignWebhook(t *testing.T) {
@@ -676,6 +679,9 @@ func TestAPIKeysAndOAuthTokens(t *testing.T) {
 	}
 	if got := e.OAuthVerifies(); got != 4 {
 		t.Errorf("OAuthVerifies = %d, want 4", got)
+	}
+	if got := e.UnknownVerifies(); got != 2 {
+		t.Errorf("UnknownVerifies = %d, want 2 (the unknown key and OAuth token)", got)
 	}
 }
 

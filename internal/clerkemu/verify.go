@@ -55,6 +55,7 @@ type verifyFaults struct {
 	hold   chan struct{} // while not nil, verify requests wait for it to close
 
 	machine, apiKey, oauth atomic.Int64 // requests per endpoint
+	unknown                atomic.Int64 // answered: not a credential the emulator issued
 	inFlight, canceled     atomic.Int64
 }
 
@@ -112,6 +113,11 @@ func (e *Emulator) OAuthVerifies() int64 { return e.verify.oauth.Load() }
 func (e *Emulator) Verifies() int64 {
 	return e.MachineVerifies() + e.APIKeyVerifies() + e.OAuthVerifies()
 }
+
+// UnknownVerifies counts the verify requests, of any endpoint, answered 404
+// because they named a credential the emulator never issued: an invented
+// one, as opposed to one it issued that was revoked or expired.
+func (e *Emulator) UnknownVerifies() int64 { return e.verify.unknown.Load() }
 
 // VerifiesInFlight counts verify requests held by HoldVerifies now.
 func (e *Emulator) VerifiesInFlight() int64 { return e.verify.inFlight.Load() }
@@ -203,6 +209,9 @@ func answerVerify[C issuedCredential](e *Emulator, w http.ResponseWriter, reject
 		obj, revoked, expired = c.verified(time.Now())
 	}
 	e.mu.Unlock()
+	if !ok {
+		e.verify.unknown.Add(1)
+	}
 	writeRefusal(w, reject, ok, revoked, expired, what, obj)
 }
 

@@ -30,8 +30,9 @@ const usage = `Usage: gatehouse-bench <command> [flags]
 
 Commands:
   load       closed-loop load against Gatehouse (gRPC; Connect, gRPC-Web, REST) and the peer (HTTP)
-  peer       serve the peer: net/http + clerk-sdk-go's WithHeaderAuthorization, GET /me through ent
+  peer       serve the peer: net/http + clerk-sdk-go; GET /me through ent, GET /machine (m2m_token.Verify)
   kidflood   forged key ids against an in-process Gatehouse and peer; counts JWKS fetches
+  flood      invented mt_/ak_/oat_ credentials against an in-process Gatehouse and peer; counts verify calls
   webhooks   signed webhook ingest: distinct events/s, then duplicate deliveries/s
   profile    CPU profile of one load scenario against an in-process Gatehouse and peer
 
@@ -60,6 +61,8 @@ func command(ctx context.Context, args []string, getenv func(string) string, std
 		return runPeer(ctx, args[1:], getenv, stdout, stderr)
 	case "kidflood":
 		return runKidFlood(ctx, args[1:], getenv, stdout, stderr)
+	case "flood":
+		return runFlood(ctx, args[1:], getenv, stdout, stderr)
 	case "webhooks":
 		return runWebhooks(ctx, args[1:], getenv, stdout, stderr)
 	case "profile":
@@ -449,7 +452,7 @@ func runPeer(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
-	fmt.Fprintf(stdout, "peer listening on http://%s (GET /me), database %s, pid %d\n", lis.Addr(), store.Redacted(dsn), os.Getpid())
+	fmt.Fprintf(stdout, "peer listening on http://%s (GET /me, GET /machine), database %s, pid %d\n", lis.Addr(), store.Redacted(dsn), os.Getpid())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	select {
@@ -500,6 +503,89 @@ func runKidFlood(ctx context.Context, args []string, getenv func(string) string,
 	for _, s := range []KidFloodSide{res.Gatehouse, res.Peer} {
 		if len(s.Load.ErrorKinds) > 0 {
 			fmt.Fprintf(stdout, "  %s unexpected answers: %v\n", s.Load.Name, s.Load.ErrorKinds)
+		}
+	}
+	return nil
+}
+
+func runFlood(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gatehouse-bench flood", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	requests := fs.Int("requests", 10_000, "invented credentials, a third each mt_, ak_, oat_, each sent once (the peer gets the mt_ ones)")
+	concurrency := fs.Int("concurrency", 50, "flood workers")
+	bg := fs.Int("background", 4, "workers of each already-verified caller (session, machine token) beside the flood")
+	baseline := fs.Duration("baseline", 3*time.Second, "how long the background runs alone before each flood")
+	dsn := fs.String("database", getenv("DATABASE_URL"), "database for the in-process Gatehouse and peer (default $DATABASE_URL, else a temporary SQLite file)")
+	asJSON := fs.Bool("json", false, "print JSON instead of a table")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "flood: starting Gatehouse, the peer and a Clerk emulator in-process; %s of background alone, then %d invented credentials, for each…\n", *baseline, *requests)
+	res, err := Flood(ctx, FloodOptions{
+		DatabaseURL: *dsn, Requests: *requests, Concurrency: *concurrency, Background: *bg, Baseline: *baseline,
+		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(res)
+	}
+	return res.WriteTable(stdout)
+}
+
+// WriteTable prints the flood's figures, then the background's, as aligned
+// text.
+func (res *FloodResult) WriteTable(w io.Writer) error {
+	fmt.Fprintf(w, "gatehouse-bench flood: %d invented credentials (mt_, ak_, oat_ in turn), each sent once, concurrency %d;\n", res.Requests, res.Concurrency)
+	fmt.Fprintf(w, "Gatehouse's verify budget %d + %g/s per caller address; all callers are 127.0.0.1\n", res.VerifyBurst, res.VerifyRate)
+	sides := []FloodSide{res.Gatehouse, res.Peer}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "side\tsent\tunauthenticated\texhausted\tunexpected\telapsed\tRPS\tp99\tverify calls\t(mt/ak/oat)\tper credential\tbudget bound\t")
+	for _, s := range sides {
+		r, bound := s.Flood, "-"
+		if s.Bound > 0 {
+			bound = fmt.Sprintf("%.0f", s.Bound)
+		}
+		fmt.Fprintf(tw, "%s (%s)\t%d\t%d\t%d\t%d\t%s\t%.0f\t%s\t%d\t%d/%d/%d\t%.4f\t%s\t\n",
+			strings.TrimSuffix(r.Name, " flood"), strings.Join(s.Prefixes, " "), r.Requests, s.Unauthenticated, s.ResourceExhausted, r.Errors,
+			r.Elapsed.Round(time.Millisecond), r.RPS, fmtDur(r.P99), s.FloodVerifies,
+			s.Verifies.Machine, s.Verifies.APIKey, s.Verifies.OAuth, div(float64(s.FloodVerifies), float64(r.Requests)), bound)
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "  verify calls: for the invented credentials; (mt/ak/oat): every verify call in the run, the background's included")
+	for _, s := range sides {
+		if len(s.Flood.ErrorKinds) > 0 {
+			fmt.Fprintf(w, "  %s unexpected answers: %v\n", s.Flood.Name, s.Flood.ErrorKinds)
+		}
+	}
+
+	fmt.Fprintf(w, "\nalready-verified callers, %d workers each: alone for %s, then beside the flood\n", res.Background, res.Baseline)
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "caller\talone: requests\terrors\tp50\tp99\tverify calls\tflood: requests\terrors\tp50\tp99\tverify calls\tp99 ×\t")
+	for _, s := range sides {
+		for i, pair := range [][2]*Result{{s.Baseline.Session, s.During.Session}, {s.Baseline.Machine, s.During.Machine}} {
+			alone, during := pair[0], pair[1]
+			// The side's verify calls are shown against its machine caller,
+			// the one that can cause them.
+			vAlone, vDuring := "", ""
+			if i == 1 {
+				vAlone, vDuring = fmt.Sprint(s.BaselineVerifies), fmt.Sprint(s.BackgroundVerifies)
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%d\t%d\t%s\t%s\t%s\t%.2f×\t\n",
+				alone.Name, alone.Requests, alone.Errors, fmtDur(alone.P50), fmtDur(alone.P99), vAlone,
+				during.Requests, during.Errors, fmtDur(during.P50), fmtDur(during.P99), vDuring,
+				div(float64(during.P99), float64(alone.P99)))
+		}
+	}
+	tw.Flush()
+	for _, s := range sides {
+		for _, r := range []*Result{s.Baseline.Session, s.Baseline.Machine, s.During.Session, s.During.Machine} {
+			if len(r.ErrorKinds) > 0 {
+				fmt.Fprintf(w, "  %s errors: %v\n", r.Name, r.ErrorKinds)
+			}
 		}
 	}
 	return nil

@@ -9,9 +9,13 @@
 //     and the HTTP scenario against the peer.
 //   - Peer, the way Clerk documents Go today: net/http behind clerk-sdk-go
 //     v2's WithHeaderAuthorization middleware, doing GetMe's lookup through
-//     the same ent store.
+//     the same ent store, and machine tokens verified with the SDK's
+//     m2m_token.Verify on every request.
 //   - KidFlood, forged key ids against Gatehouse and the peer, counting the
 //     JWKS fetches each causes at an in-process Clerk emulator.
+//   - Flood, invented opaque credentials (mt_, ak_, oat_) against Gatehouse
+//     and the peer, counting the Backend API verify calls each causes, and
+//     measuring callers already verified beside the flood and without it.
 //   - Webhooks, ingest: distinct signed events, then redeliveries of the
 //     same svix-ids.
 //   - Profile, a CPU profile of one scenario against an in-process Gatehouse

@@ -29,11 +29,15 @@ type Options struct {
 	// Warmup runs the workers before measuring; those requests are not
 	// counted.
 	Warmup time.Duration
-	// Duration is the measured window. Either it or Requests is required;
-	// with both, whichever ends first stops the run.
+	// Duration is the measured window. It, Requests or Stop is required;
+	// with more than one, whichever ends first stops the run.
 	Duration time.Duration
 	// Requests stops the run after this many measured requests.
 	Requests int64
+	// Stop, when closed, ends the measured window as the end of Duration
+	// would: requests in flight finish, uncounted. It lets a run last as
+	// long as something else does (another run, beside it).
+	Stop <-chan struct{}
 	// Timeout bounds each request; default 10 s.
 	Timeout time.Duration
 	// ServerPID, when non-zero, is the process whose CPU time and RSS are
@@ -95,8 +99,8 @@ func Run(ctx context.Context, opts Options, call Call) (*Result, error) {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 10 * time.Second
 	}
-	if opts.Duration <= 0 && opts.Requests <= 0 {
-		return nil, errors.New("loadtest: need a duration or a request count")
+	if opts.Duration <= 0 && opts.Requests <= 0 && opts.Stop == nil {
+		return nil, errors.New("loadtest: need a duration, a request count or a stop channel")
 	}
 	if opts.ServerPID != 0 {
 		if _, err := ReadProc(opts.ServerPID); err != nil {
@@ -179,6 +183,7 @@ func Run(ctx context.Context, opts Options, call Call) (*Result, error) {
 	select {
 	case <-window:
 	case <-full:
+	case <-opts.Stop:
 	case <-ctx.Done():
 	}
 	end := time.Now()

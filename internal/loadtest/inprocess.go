@@ -22,7 +22,8 @@ import (
 type stack struct {
 	emu     *clerkemu.Emulator
 	app     *app.App
-	grpc    string // Gatehouse's gRPC address
+	cfg     *config.Config // what app.Start was given
+	grpc    string         // Gatehouse's gRPC address
 	peerURL string
 	close   func()
 }
@@ -63,8 +64,11 @@ func startStack(ctx context.Context, dsn string, log *slog.Logger, refetch time.
 		cleanups = append(cleanups, func() { os.RemoveAll(dir) })
 		dsn = filepath.Join(dir, "gatehouse.db")
 	}
-	appCtx, cancel := context.WithCancel(ctx)
-	a, err := app.Start(appCtx, &config.Config{
+	// Besides the addresses, the emulator's and startStack's parameters,
+	// the settings are config.Load's defaults — what `gatehouse serve` runs
+	// with unconfigured — stated rather than left to how app.Start treats a
+	// zero value.
+	s.cfg = &config.Config{
 		DatabaseURL:         dsn,
 		GRPCAddr:            "127.0.0.1:0",
 		HTTPAddr:            "127.0.0.1:0",
@@ -75,8 +79,13 @@ func startStack(ctx context.Context, dsn string, log *slog.Logger, refetch time.
 		JWKSRefetchInterval: refetch,
 		PageTokenKey:        config.DerivePageTokenKey(s.emu.WebhookSecret()),
 		Migrate:             true,
+		VerifyBurst:         config.DefaultVerifyBurst,
+		VerifyRate:          config.DefaultVerifyRate,
+		WebhookRetention:    config.DefaultWebhookRetention,
 		LogFormat:           "json",
-	}, log)
+	}
+	appCtx, cancel := context.WithCancel(ctx)
+	a, err := app.Start(appCtx, s.cfg, log)
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("start gatehouse: %w", err)

@@ -83,6 +83,27 @@ func TestRunCountsFailures(t *testing.T) {
 	}
 }
 
+// TestRunStop checks that closing Options.Stop ends the window without
+// cancelling the requests in flight: none of them is an error.
+func TestRunStop(t *testing.T) {
+	stop := make(chan struct{})
+	time.AfterFunc(100*time.Millisecond, func() { close(stop) })
+	r, err := Run(t.Context(), Options{Concurrency: 2, Stop: stop}, func(ctx context.Context, _ int64) error {
+		select {
+		case <-time.After(5 * time.Millisecond):
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Requests == 0 || r.Errors != 0 || r.Elapsed < 100*time.Millisecond || r.Elapsed > 5*time.Second {
+		t.Errorf("%d requests, %d errors %v in %v; want some, none, about 100ms", r.Requests, r.Errors, r.ErrorKinds, r.Elapsed)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 100; i++ {
@@ -119,7 +140,9 @@ func TestRequireLoopback(t *testing.T) {
 
 // TestPeer checks the peer behaves as the comparison needs: a genuine
 // token reads the user through ent; no token, or a token with a key id
-// the JWKS does not have, is 401 after one JWKS fetch per request.
+// the JWKS does not have, is 401 after one JWKS fetch per request. A
+// machine token is verified with the Backend API on every request: a
+// genuine one answers its machine; an invented or revoked one is 401.
 func TestPeer(t *testing.T) {
 	ctx := t.Context()
 	emu, err := clerkemu.New(clerkemu.Options{})
@@ -195,6 +218,40 @@ func TestPeer(t *testing.T) {
 	if got := emu.JWKSFetches() - before; got != 3 {
 		t.Errorf("the peer fetched the JWKS %d times for 3 unknown kids; want 3 (one per request, as clerk-sdk-go does)", got)
 	}
+
+	machine, err := emu.MintMachineToken(clerkemu.Machine{ID: "mch_peer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	getMachine := func(token string) (int, peerMachine) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, peer.URL+"/machine", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m peerMachine
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m
+	}
+	before = emu.MachineVerifies()
+	for range 2 {
+		if code, m := getMachine(machine); code != http.StatusOK || m.ID != "mch_peer" {
+			t.Errorf("GET /machine with a genuine machine token: %d %+v", code, m)
+		}
+	}
+	if code, _ := getMachine("mt_" + rand.Text()); code != http.StatusUnauthorized {
+		t.Errorf("GET /machine with an invented machine token: %d, want 401", code)
+	}
+	emu.RevokeMachineToken(machine)
+	if code, _ := getMachine(machine); code != http.StatusUnauthorized {
+		t.Errorf("GET /machine with a revoked machine token: %d, want 401", code)
+	}
+	if got := emu.MachineVerifies() - before; got != 4 {
+		t.Errorf("the peer verified machine tokens %d times in 4 requests; want 4 (every request, as m2m_token.Verify does)", got)
+	}
 }
 
 // TestHTTPScenarios runs GetMe over each of the HTTP listener's protocols
@@ -229,6 +286,57 @@ func TestHTTPScenarios(t *testing.T) {
 			}
 			if r.Requests != 20 || r.Errors != tt.failures {
 				t.Errorf("%s with token %.10s…: %d requests, %d errors %v; want 20, %d", scenario, tt.token, r.Requests, r.Errors, r.ErrorKinds, tt.failures)
+			}
+		}
+	}
+}
+
+// TestFlood sends a small flood of invented opaque credentials to an
+// in-process Gatehouse and peer. Gatehouse asks Clerk about no more of them
+// than its budget allows one address, refuses every one (UNAUTHENTICATED or
+// RESOURCE_EXHAUSTED), and its callers already verified see no error and
+// cost no call; the peer asks Clerk about every one, so the comparison is
+// real.
+func TestFlood(t *testing.T) {
+	const n = 300
+	r, err := Flood(t.Context(), FloodOptions{Requests: n, Concurrency: 20, Background: 2, Baseline: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, p := r.Gatehouse, r.Peer
+	if g.Flood.Requests != n || g.Flood.Errors != 0 || g.Unauthenticated+g.ResourceExhausted != n {
+		t.Errorf("gatehouse flood: %d requests, %d unexpected answers %v, %d UNAUTHENTICATED + %d RESOURCE_EXHAUSTED; want %d, all refused",
+			g.Flood.Requests, g.Flood.Errors, g.Flood.ErrorKinds, g.Unauthenticated, g.ResourceExhausted, n)
+	}
+	// The invented credentials pass the shape check, reach Clerk and are
+	// refused there: one verify call per UNAUTHENTICATED.
+	if g.FloodVerifies == 0 || g.FloodVerifies != g.Unauthenticated {
+		t.Errorf("gatehouse: %d verify calls for invented credentials, %d UNAUTHENTICATED; want equal and not 0", g.FloodVerifies, g.Unauthenticated)
+	}
+	const slack = 2
+	if float64(g.Verifies.Total) > g.Bound+slack || g.Bound < float64(r.VerifyBurst) {
+		t.Errorf("gatehouse made %d verify calls in %v; its budget (%d + %v/s) allows %.1f", g.Verifies.Total, g.Flood.Elapsed, r.VerifyBurst, r.VerifyRate, g.Bound)
+	}
+	if g.BaselineVerifies != 0 || g.BackgroundVerifies != 0 {
+		t.Errorf("gatehouse's cached background made %d verify calls alone, %d during the flood; want 0", g.BaselineVerifies, g.BackgroundVerifies)
+	}
+
+	machines := n/3 + min(n%3, 1)
+	if p.Flood.Requests != int64(machines) || p.Flood.Errors != 0 || p.Unauthenticated != int64(machines) {
+		t.Errorf("peer flood: %d requests, %d unexpected answers %v, %d 401; want %d, all 401", p.Flood.Requests, p.Flood.Errors, p.Flood.ErrorKinds, p.Unauthenticated, machines)
+	}
+	if p.FloodVerifies != int64(machines) || p.Verifies.APIKey+p.Verifies.OAuth != 0 {
+		t.Errorf("peer: %d verify calls for %d invented machine tokens (%+v); want one each, all machine", p.FloodVerifies, machines, p.Verifies)
+	}
+	if p.BackgroundVerifies < p.During.Machine.Requests || p.BaselineVerifies < p.Baseline.Machine.Requests {
+		t.Errorf("peer background: %d verify calls for %d machine requests beside the flood, %d for %d alone; want one per request at least",
+			p.BackgroundVerifies, p.During.Machine.Requests, p.BaselineVerifies, p.Baseline.Machine.Requests)
+	}
+
+	for _, bg := range []BackgroundRuns{g.Baseline, g.During, p.Baseline, p.During} {
+		for _, run := range []*Result{bg.Session, bg.Machine} {
+			if run.Requests == 0 || run.Errors != 0 {
+				t.Errorf("background %s: %d requests, %d errors %v; want some, none", run.Name, run.Requests, run.Errors, run.ErrorKinds)
 			}
 		}
 	}

@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	clerksdk "github.com/clerk/clerk-sdk-go/v2"
 	clerkhttp "github.com/clerk/clerk-sdk-go/v2/http"
 	"github.com/clerk/clerk-sdk-go/v2/jwks"
+	"github.com/clerk/clerk-sdk-go/v2/m2m_token"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
@@ -23,7 +25,8 @@ type PeerConfig struct {
 	APIURL string
 	// SecretKey is the Clerk secret key (sk_…).
 	SecretKey string
-	// HTTPClient fetches the JWKS; nil is a client with a 5 s timeout.
+	// HTTPClient fetches the JWKS and verifies machine tokens; nil is a
+	// client with a 5 s timeout.
 	HTTPClient *http.Client
 }
 
@@ -39,6 +42,12 @@ type PeerConfig struct {
 // nothing about what the middleware does per request (it still verifies
 // every token in full and fetches the JWKS for every key id it has not
 // cached).
+//
+// GET /machine verifies a machine token (mt_…) as the SDK's m2m_token
+// package does, with one POST /m2m_tokens/verify to the Backend API on
+// every request, and answers the machine's id. clerk-sdk-go v2.4.2 has no
+// call to verify an API key (ak_…) or an OAuth token (oat_…), so the peer
+// serves neither.
 func NewPeer(cfg PeerConfig) (http.Handler, error) {
 	if cfg.Client == nil || cfg.APIURL == "" || cfg.SecretKey == "" {
 		return nil, errors.New("loadtest: peer needs an ent client, a Backend API URL and a secret key")
@@ -47,11 +56,13 @@ func NewPeer(cfg PeerConfig) (http.Handler, error) {
 	if hc == nil {
 		hc = &http.Client{Timeout: 5 * time.Second}
 	}
-	jwksClient := jwks.NewClient(&clerksdk.ClientConfig{BackendConfig: clerksdk.BackendConfig{
+	backend := &clerksdk.ClientConfig{BackendConfig: clerksdk.BackendConfig{
 		URL:        clerksdk.String(cfg.APIURL),
 		Key:        clerksdk.String(cfg.SecretKey),
 		HTTPClient: hc,
-	}})
+	}}
+	jwksClient := jwks.NewClient(backend)
+	machines := m2m_token.NewClient(backend)
 	me := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		claims, ok := clerksdk.SessionClaimsFromContext(r.Context())
 		if !ok {
@@ -91,9 +102,28 @@ func NewPeer(cfg PeerConfig) (http.Handler, error) {
 			},
 		})
 	})
+	machine := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		mt, err := machines.Verify(r.Context(), &m2m_token.VerifyParams{Token: token})
+		if err != nil || mt.Revoked || mt.Expired {
+			w.WriteHeader(http.StatusUnauthorized)
+			w.Write([]byte(`{"access": "unauthorized"}`))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(peerMachine{ID: mt.Subject, TokenID: mt.ID, Scopes: mt.Scopes})
+	})
 	mux := http.NewServeMux()
 	mux.Handle("GET /me", clerkhttp.WithHeaderAuthorization(clerkhttp.JWKSClient(jwksClient))(me))
+	mux.Handle("GET /machine", machine)
 	return mux, nil
+}
+
+// peerMachine is what GET /machine answers: the machine a token is for.
+type peerMachine struct {
+	ID      string   `json:"id"`
+	TokenID string   `json:"tokenId"`
+	Scopes  []string `json:"scopes"`
 }
 
 // peerMe is GetMeResponse's JSON shape.
