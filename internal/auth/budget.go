@@ -30,7 +30,11 @@ const (
 // callers together. Only new requests spend it: a cached answer, a cached
 // refusal, or joining a request already in flight for the same token costs
 // nothing, so callers presenting known credentials keep working while a
-// flood of invented ones is refused.
+// flood of invented ones is refused. Renewing a credential Clerk accepted
+// before, once its cached answer has run out, takes a slot but nothing
+// from the caller's bucket: a machine behind the same address (or proxy) as
+// a flood must not lose its credential every 30 s, and only someone holding
+// a genuine credential can renew one.
 type verifyBudget struct {
 	limit rate.Limit
 	burst int
@@ -57,11 +61,14 @@ func newVerifyBudget(burst int, perSecond float64, maxCallers, maxInFlight int) 
 	}
 }
 
-// admit takes one request from caller's bucket and one slot, or neither:
-// a caller over its rate gets ReasonRateLimited with the time until its
-// next token, and one finding every slot taken ReasonBusy. release frees the
-// slot when the request is done.
-func (b *verifyBudget) admit(caller string, now time.Time) (release func(), err error) {
+// admit takes one request from caller's bucket (unless renewal) and one
+// slot, or neither: a caller over its rate gets ReasonRateLimited with the
+// time until its next token, and one finding every slot taken ReasonBusy.
+// release frees the slot when the request is done.
+func (b *verifyBudget) admit(caller string, now time.Time, renewal bool) (release func(), err error) {
+	if renewal {
+		return b.slot(func() {})
+	}
 	b.mu.Lock()
 	lim, ok := b.callers.Get(caller)
 	if !ok {
@@ -76,11 +83,17 @@ func (b *verifyBudget) admit(caller string, now time.Time) (release func(), err 
 		return nil, exhausted(ReasonRateLimited, max(d, time.Millisecond),
 			fmt.Errorf("caller %s is over its budget of verify calls to Clerk", caller))
 	}
+	return b.slot(func() { r.CancelAt(now) }) // on refusal, nothing was spent
+}
+
+// slot takes a slot for a request in flight, or calls refund and refuses
+// with ReasonBusy if every slot is taken.
+func (b *verifyBudget) slot(refund func()) (release func(), err error) {
 	select {
 	case b.slots <- struct{}{}:
 		return func() { <-b.slots }, nil
 	default:
-		r.CancelAt(now) // nothing was spent
+		refund()
 		return nil, exhausted(ReasonBusy, busyRetryAfter,
 			fmt.Errorf("%d verify calls to Clerk in flight already", cap(b.slots)))
 	}

@@ -53,17 +53,27 @@ func (c *tokenCache[V]) shard(key string) *cacheShard[V] {
 
 // get returns the value cached for key if it is still valid at now.
 func (c *tokenCache[V]) get(key string, now time.Time) (v V, ok bool) {
+	v, ok, _ = c.lookup(key, now)
+	return v, ok
+}
+
+// lookup is get, also reporting whether key is held but expired: a token
+// verified before, whose entry no insert has evicted yet.
+func (c *tokenCache[V]) lookup(key string, now time.Time) (v V, ok, expired bool) {
 	if c == nil {
-		return v, false
+		return v, false, false
 	}
 	s := c.shard(key)
 	s.mu.RLock()
 	e, found := s.m[key]
 	s.mu.RUnlock()
-	if !found || now.UnixNano() >= e.until {
-		return v, false
+	switch {
+	case !found:
+		return v, false, false
+	case now.UnixNano() >= e.until:
+		return v, false, true
 	}
-	return e.v, true
+	return e.v, true, false
 }
 
 // put caches v for key until until. It does nothing if until is not after

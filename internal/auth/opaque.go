@@ -80,7 +80,8 @@ type OpaqueConfig struct {
 //  3. joined to the request in flight for the same credential, if there is
 //     one;
 //  4. refused with RESOURCE_EXHAUSTED if its caller's address is over its
-//     budget or too many requests are in flight — no request made;
+//     budget or too many requests are in flight — no request made (renewing
+//     a credential Clerk accepted before needs only the latter);
 //  5. sent to Clerk, in a request that is cancelled when no caller waits
 //     for it any more. Clerk down, 5xx or 429 is UNAVAILABLE and not
 //     remembered.
@@ -162,14 +163,15 @@ func (v *OpaqueVerifier) grant(ctx context.Context, kind viewer.Credential, toke
 		return nil, unauthenticated(ReasonMalformed, nil)
 	}
 	now := v.now()
-	if g, ok := v.accepted.get(token, now); ok {
+	g, ok, renewal := v.accepted.lookup(token, now)
+	if ok {
 		return g, nil
 	}
 	if r, ok := v.refused.Get(token); ok && now.Before(r.until) {
 		return nil, r.err
 	}
 	return v.flight.do(ctx, token,
-		func() (func(), error) { return v.budget.admit(caller, v.now()) },
+		func() (func(), error) { return v.budget.admit(caller, v.now(), renewal) },
 		func(ctx context.Context) (*grant, error) { return v.verify(ctx, kind, token) },
 	)
 }
@@ -185,6 +187,7 @@ func (v *OpaqueVerifier) verify(ctx context.Context, kind viewer.Credential, tok
 	if err != nil {
 		e := errorOf(err)
 		if e.Code == codes.Unauthenticated {
+			v.accepted.delete(token) // no longer renewable outside the budget
 			v.refused.Add(token, refusal{err: e, until: v.now().Add(v.refusalTTL)})
 		}
 		return nil, e

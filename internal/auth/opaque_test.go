@@ -214,6 +214,63 @@ func TestVerifyRateLimit(t *testing.T) {
 	}
 }
 
+// TestRenewalOutsideTheAddressBudget: a credential Clerk accepted before is
+// verified again when its cached answer runs out even if its address is over
+// its budget — a flood from behind the same address or proxy must not lock
+// a genuine machine out — while invented ones from that address stay
+// refused; once Clerk refuses it, it is an invented one again.
+func TestRenewalOutsideTheAddressBudget(t *testing.T) {
+	e := newEnv(t, envOptions{opaque: OpaqueConfig{Burst: 2, Rate: 1}})
+	s := startServer(t, e, serverOptions{roles: memberships})
+	good := e.mintMachine(t, clerkemu.Machine{TTL: time.Hour})
+	if err := authenticate(s, t.Context(), "10.7.7.1", good); err != nil {
+		t.Fatal(err)
+	}
+	const addr = "10.7.7.7"
+	flood := invented(viewer.CredentialM2M, 100)
+	// drain spends addr's bucket on invented credentials until one is
+	// refused for want of budget.
+	drain := func() {
+		t.Helper()
+		for range 3 {
+			tok := flood[0]
+			flood = flood[1:]
+			if errorOf(authenticate(s, t.Context(), addr, tok)).Reason == ReasonRateLimited {
+				return
+			}
+		}
+		t.Fatal("the address's bucket did not run dry")
+	}
+	renew := func() error {
+		t.Helper()
+		before := e.emu.MachineVerifies()
+		err := authenticate(s, t.Context(), addr, good)
+		if got := e.emu.MachineVerifies() - before; got != 1 {
+			t.Errorf("renewal made %d requests to Clerk, want 1", got)
+		}
+		return err
+	}
+
+	drain()
+	e.clock.Advance(maxOpaqueTTL) // the cached answer ran out
+	drain()
+	if err := renew(); err != nil {
+		t.Fatalf("renewing a verified machine token from a flooded address: %v", err)
+	}
+	tok := flood[0]
+	wantAuthError(t, authenticate(s, t.Context(), addr, tok), codes.ResourceExhausted, ReasonRateLimited, tok)
+
+	// Revoked, it is refused at its next renewal, and after the refusal is
+	// forgotten it needs the budget like any other credential.
+	e.emu.RevokeMachineToken(good)
+	e.clock.Advance(maxOpaqueTTL)
+	drain()
+	wantAuthError(t, renew(), codes.Unauthenticated, ReasonRevoked, good)
+	e.clock.Advance(defaultRefusalTTL)
+	drain()
+	wantAuthError(t, authenticate(s, t.Context(), addr, good), codes.ResourceExhausted, ReasonRateLimited, good)
+}
+
 // TestVerifyConcurrencyBound: with MaxInFlight requests to Clerk in
 // flight, a request for another credential is RESOURCE_EXHAUSTED at once;
 // a caller presenting a credential already in flight joins it.
