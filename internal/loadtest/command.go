@@ -204,9 +204,7 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		report.Ratios = append(report.Ratios, CompareRuns(p[0], p[1], results[p[0]], results[p[1]]))
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(report)
+		return writeJSON(stdout, report)
 	}
 	return report.WriteTable(stdout)
 }
@@ -479,15 +477,13 @@ func runKidFlood(ctx context.Context, args []string, getenv func(string) string,
 	fmt.Fprintf(stderr, "kidflood: minting %d forged tokens and starting Gatehouse, the peer and a Clerk emulator in-process…\n", *requests)
 	res, err := KidFlood(ctx, KidFloodOptions{
 		DatabaseURL: *dsn, Requests: *requests, Concurrency: *concurrency, RefetchInterval: *refetch,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Logger: errorLogger(stderr),
 	})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "gatehouse-bench kidflood: %d tokens with random kids, concurrency %d, refetch window %s\n",
 		res.Requests, res.Concurrency, res.RefetchInterval)
@@ -523,15 +519,13 @@ func runFlood(ctx context.Context, args []string, getenv func(string) string, st
 	fmt.Fprintf(stderr, "flood: starting Gatehouse, the peer and a Clerk emulator in-process; %s of background alone, then %d invented credentials, for each…\n", *baseline, *requests)
 	res, err := Flood(ctx, FloodOptions{
 		DatabaseURL: *dsn, Requests: *requests, Concurrency: *concurrency, Background: *bg, Baseline: *baseline,
-		Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError})),
+		Logger: errorLogger(stderr),
 	})
 	if err != nil {
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	return res.WriteTable(stdout)
 }
@@ -627,9 +621,7 @@ func runWebhooks(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(res)
+		return writeJSON(stdout, res)
 	}
 	fmt.Fprintf(stdout, "gatehouse-bench webhooks: %s, concurrency %d, warm-up %s, window %s\n",
 		res.EventType, *concurrency, *warmup, *duration)
@@ -704,4 +696,17 @@ func fmtDur(d time.Duration) string {
 		return fmt.Sprintf("%.1fms", float64(d)/float64(time.Millisecond))
 	}
 	return fmt.Sprintf("%.2fs", d.Seconds())
+}
+
+// writeJSON prints v, indented, for -json.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// errorLogger is the in-process Gatehouse's logger for a command: its errors
+// only, to w.
+func errorLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError}))
 }
