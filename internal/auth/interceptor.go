@@ -196,7 +196,7 @@ func (a *Authenticator) authenticate(ctx context.Context, fullMethod string) (*v
 		if a.opaque == nil {
 			return nil, unauthenticated(ReasonOpaqueDisabled, nil)
 		}
-		g, err := a.opaque.grant(ctx, kind, token, callerAddress(ctx))
+		g, err := a.opaque.grant(ctx, kind, token)
 		if err != nil {
 			return nil, errorOf(err)
 		}

@@ -119,7 +119,7 @@ func (v *MachineJWTVerifier) verify(ctx context.Context, kind viewer.Credential,
 	g := &grant{kind: kind, id: claims.ID, subject: claims.Subject, expiresAt: expiresAt}
 	switch kind {
 	case viewer.CredentialM2M:
-		if !validMachineID(claims.Subject) {
+		if !viewer.ValidMachineID(claims.Subject) {
 			return nil, unauthenticated(ReasonBadSubject, nil)
 		}
 		g.restricted, g.tenants = tenantsOf(extra)

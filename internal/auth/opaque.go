@@ -6,7 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
@@ -96,17 +95,9 @@ type OpaqueVerifier struct {
 	now        func() time.Time
 
 	accepted *tokenCache[*grant]
-	refused  *expirable.LRU[string, refusal]
+	refused  *tokenCache[*Error]
 	budget   *verifyBudget
 	flight   flight[*grant]
-}
-
-// refusal is a credential Clerk refused, remembered until a time of the
-// verifier's clock (the LRU's own expiry, on the wall clock, only reclaims
-// the memory).
-type refusal struct {
-	err   *Error
-	until time.Time
 }
 
 // NewOpaqueVerifier returns an OpaqueVerifier for cfg. It panics if
@@ -151,27 +142,29 @@ func NewOpaqueVerifier(cfg OpaqueConfig) *OpaqueVerifier {
 		audiences:  slices.Clone(cfg.OAuthAudiences),
 		now:        cfg.Now,
 		accepted:   newTokenCache[*grant](cfg.CacheSize),
-		refused:    expirable.NewLRU[string, refusal](cfg.CacheSize, nil, cfg.RefusalTTL),
+		refused:    newTokenCache[*Error](cfg.CacheSize),
 		budget:     newVerifyBudget(cfg.Burst, cfg.Rate, cfg.MaxCallers, cfg.MaxInFlight),
 	}
 }
 
-// grant verifies token, an opaque credential of kind, for a caller at
-// address caller. Its errors are for errorOf.
-func (v *OpaqueVerifier) grant(ctx context.Context, kind viewer.Credential, token, caller string) (*grant, error) {
-	if !wellFormedOpaque(token, prefixOf(kind)) {
-		return nil, unauthenticated(ReasonMalformed, nil)
-	}
+// grant verifies token, an opaque credential of kind, for the caller of
+// ctx. The caches come first: they hold only credentials that passed the
+// shape check, so a hit needs neither it nor the caller's address. Its errors
+// are for errorOf.
+func (v *OpaqueVerifier) grant(ctx context.Context, kind viewer.Credential, token string) (*grant, error) {
 	now := v.now()
 	g, ok, renewal := v.accepted.lookup(token, now)
 	if ok {
 		return g, nil
 	}
-	if r, ok := v.refused.Get(token); ok && now.Before(r.until) {
-		return nil, r.err
+	if e, ok := v.refused.get(token, now); ok {
+		return nil, e
+	}
+	if !wellFormedOpaque(token, prefixOf(kind)) {
+		return nil, unauthenticated(ReasonMalformed, nil)
 	}
 	return v.flight.do(ctx, token,
-		func() (func(), error) { return v.budget.admit(caller, v.now(), renewal) },
+		func() (func(), error) { return v.budget.admit(callerAddress(ctx), v.now(), renewal) },
 		func(ctx context.Context) (*grant, error) { return v.verify(ctx, kind, token) },
 	)
 }
@@ -188,7 +181,8 @@ func (v *OpaqueVerifier) verify(ctx context.Context, kind viewer.Credential, tok
 		e := errorOf(err)
 		if e.Code == codes.Unauthenticated {
 			v.accepted.delete(token) // no longer renewable outside the budget
-			v.refused.Add(token, refusal{err: e, until: v.now().Add(v.refusalTTL)})
+			now := v.now()
+			v.refused.put(token, e, now.Add(v.refusalTTL), now)
 		}
 		return nil, e
 	}
@@ -210,7 +204,7 @@ func (v *OpaqueVerifier) ask(ctx context.Context, kind viewer.Credential, token 
 		if err != nil {
 			return nil, fmt.Errorf("%w: %w", errVerify, err)
 		}
-		if !validMachineID(mt.Subject) {
+		if !viewer.ValidMachineID(mt.Subject) {
 			return nil, unauthenticated(ReasonBadSubject, nil)
 		}
 		g := &grant{kind: kind, id: mt.ID, subject: mt.Subject, expiresAt: mt.ExpiresAt}
@@ -251,27 +245,4 @@ func audienceMatches(aud, want []string) bool {
 		}
 	}
 	return false
-}
-
-// validMachineID reports whether id has the shape of a Clerk machine id
-// (mch_ followed by letters and digits).
-func validMachineID(id string) bool {
-	rest, ok := cutIDPrefix(id, machineSubjectPrefix)
-	return ok && rest != ""
-}
-
-// cutIDPrefix returns what follows prefix in id if all of it is letters and
-// digits, at most 64 of them.
-func cutIDPrefix(id, prefix string) (string, bool) {
-	if len(id) <= len(prefix) || id[:len(prefix)] != prefix || len(id)-len(prefix) > 64 {
-		return "", false
-	}
-	rest := id[len(prefix):]
-	for i := 0; i < len(rest); i++ {
-		c := rest[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-			return "", false
-		}
-	}
-	return rest, true
 }

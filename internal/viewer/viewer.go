@@ -162,30 +162,26 @@ func IsSystem(ctx context.Context) bool {
 }
 
 // ValidUserID reports whether id has the shape of a Clerk user id
-// (^user_[A-Za-z0-9]+$, as ValidTenantID).
-func ValidUserID(id string) bool {
-	return strings.HasPrefix(id, "user_") && ValidTenantID(id)
-}
+// (^user_[A-Za-z0-9]{1,64}$).
+func ValidUserID(id string) bool { return validID(id, "user_") }
 
 // ValidOrgID reports whether id has the shape of a Clerk organization id
-// (^org_[A-Za-z0-9]+$, as ValidTenantID).
-func ValidOrgID(id string) bool {
-	return strings.HasPrefix(id, "org_") && ValidTenantID(id)
-}
+// (^org_[A-Za-z0-9]{1,64}$).
+func ValidOrgID(id string) bool { return validID(id, "org_") }
+
+// ValidMachineID reports whether id has the shape of a Clerk machine id
+// (^mch_[A-Za-z0-9]{1,64}$).
+func ValidMachineID(id string) bool { return validID(id, "mch_") }
 
 // ValidTenantID reports whether id has the shape of a Clerk organization or
-// user id (^(org|user)_[A-Za-z0-9]+$). Ids are checked before they reach SQL.
-func ValidTenantID(id string) bool {
-	var rest string
-	switch {
-	case len(id) > 4 && id[:4] == "org_":
-		rest = id[4:]
-	case len(id) > 5 && id[:5] == "user_":
-		rest = id[5:]
-	default:
-		return false
-	}
-	if len(rest) > 64 {
+// user id. Ids are checked before they reach SQL.
+func ValidTenantID(id string) bool { return ValidOrgID(id) || ValidUserID(id) }
+
+// validID reports whether id is prefix followed by 1 to 64 letters and
+// digits.
+func validID(id, prefix string) bool {
+	rest, ok := strings.CutPrefix(id, prefix)
+	if !ok || rest == "" || len(rest) > 64 {
 		return false
 	}
 	for i := 0; i < len(rest); i++ {
