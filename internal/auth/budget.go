@@ -12,11 +12,9 @@ import (
 	"google.golang.org/grpc/peer"
 )
 
-// Defaults of the verification budget (GATEHOUSE_VERIFY_RATE and the
-// rest).
+// Defaults of the verification budget beyond GATEHOUSE_VERIFY_RATE's (whose
+// defaults are config.DefaultVerifyBurst and config.DefaultVerifyRate).
 const (
-	DefaultVerifyBurst = 20
-	DefaultVerifyRate  = 10.0 // per second
 	defaultMaxCallers  = 10_000
 	defaultMaxInFlight = 16
 	// busyRetryAfter is the RetryInfo of a verification refused because too

@@ -173,7 +173,7 @@ func TestAPIKeys(t *testing.T) {
 		e.emu.SetRejectStatus(http.StatusBadRequest)
 		defer e.emu.SetRejectStatus(0)
 		runCredentialCases(t, s, []credentialCase{
-			{name: "revoked", token: key(clerkemu.APIKey{Subject: testUser}), call: listProjects, code: codes.OK, want: user(testUser, "", "", PermProjectsRead)},
+			{name: "a live key, with 4xx refusals on", token: key(clerkemu.APIKey{Subject: testUser}), call: listProjects, code: codes.OK, want: user(testUser, "", "", PermProjectsRead)},
 		})
 		late := key(clerkemu.APIKey{Subject: testUser})
 		e.emu.RevokeAPIKey(late)

@@ -253,13 +253,7 @@ type serverOptions struct {
 
 func startServer(t *testing.T, e *env, opts serverOptions) *testServer {
 	t.Helper()
-	rules, err := LoadRules(
-		gatehousev1.File_gatehouse_v1_user_proto.Services().Get(0),
-		gatehousev1.File_gatehouse_v1_project_proto.Services().Get(0),
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
+	rules := gatehouseRules(t)
 	if opts.rules != nil {
 		rules = *opts.rules
 	}
@@ -307,13 +301,7 @@ func startServer(t *testing.T, e *env, opts serverOptions) *testServer {
 // and the memberships roles, for benchmarks and fuzzing.
 func newTestAuthenticator(tb testing.TB, e *env, roles RoleSource) *Authenticator {
 	tb.Helper()
-	rules, err := LoadRules(
-		gatehousev1.File_gatehouse_v1_user_proto.Services().Get(0),
-		gatehousev1.File_gatehouse_v1_project_proto.Services().Get(0),
-	)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	rules := gatehouseRules(tb)
 	a, err := New(Config{Sessions: e.sessions, MachineJWTs: e.jwts, Opaque: e.opaque, Rules: rules,
 		Provisioner: nopProvisioner{}, Roles: roles, Registerer: prometheus.NewRegistry()})
 	if err != nil {
@@ -349,3 +337,16 @@ func outgoing(t *testing.T, kv ...string) context.Context {
 }
 
 func bearer(token string) []string { return []string{AuthorizationKey, "Bearer " + token} }
+
+// gatehouseRules are the access rules of Gatehouse's two services.
+func gatehouseRules(tb testing.TB) Rules {
+	tb.Helper()
+	rules, err := LoadRules(
+		gatehousev1.File_gatehouse_v1_user_proto.Services().Get(0),
+		gatehousev1.File_gatehouse_v1_project_proto.Services().Get(0),
+	)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return rules
+}

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerk"
+	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -117,10 +118,10 @@ func NewOpaqueVerifier(cfg OpaqueConfig) *OpaqueVerifier {
 		cfg.CacheSize = defaultOpaqueCache
 	}
 	if cfg.Burst <= 0 {
-		cfg.Burst = DefaultVerifyBurst
+		cfg.Burst = config.DefaultVerifyBurst
 	}
 	if cfg.Rate <= 0 {
-		cfg.Rate = DefaultVerifyRate
+		cfg.Rate = config.DefaultVerifyRate
 	}
 	if cfg.MaxCallers <= 0 {
 		cfg.MaxCallers = defaultMaxCallers

@@ -180,7 +180,10 @@ func TestCredentialSet(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Has (-want +got):\n%s", diff)
 	}
-	if s.String() != "session,oauth" || CredentialSet(0).Has(0) {
-		t.Errorf("String = %q", s.String())
+	if s.String() != "session,oauth" {
+		t.Errorf("String = %q, want session,oauth", s.String())
+	}
+	if CredentialSet(0).Has(0) {
+		t.Error("the empty set has the zero credential")
 	}
 }
