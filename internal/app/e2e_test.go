@@ -90,7 +90,7 @@ type clerkFixture struct {
 	url string // the Backend API's base URL, …/v1
 }
 
-func newClerk(t *testing.T) *clerkFixture {
+func newClerk(t testing.TB) *clerkFixture {
 	t.Helper()
 	emu, err := clerkemu.New(clerkemu.Options{})
 	if err != nil {
@@ -120,7 +120,7 @@ func (c *clerkFixture) serveConfig(dbURL string) *config.Config {
 
 // startApp starts Gatehouse with cfg, logging to log, and serves it until
 // the test ends.
-func (c *clerkFixture) startApp(t *testing.T, cfg *config.Config, log *slog.Logger) *gatehouse {
+func (c *clerkFixture) startApp(t testing.TB, cfg *config.Config, log *slog.Logger) *gatehouse {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.Start(ctx, cfg, log)
@@ -133,7 +133,7 @@ func (c *clerkFixture) startApp(t *testing.T, cfg *config.Config, log *slog.Logg
 
 // serveApp runs an app.App started by app.Start until the test ends, with
 // clients for it.
-func serveApp(t *testing.T, emu *clerkemu.Emulator, a *app.App, cancel context.CancelFunc) *gatehouse {
+func serveApp(t testing.TB, emu *clerkemu.Emulator, a *app.App, cancel context.CancelFunc) *gatehouse {
 	t.Helper()
 	conn, err := grpc.NewClient(a.GRPCAddr.String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
@@ -171,7 +171,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // mint returns a session token for s, adding the user to the emulator so
 // first-sight provisioning finds it.
-func (g *gatehouse) mint(t *testing.T, s clerkemu.Session) string {
+func (g *gatehouse) mint(t testing.TB, s clerkemu.Session) string {
 	t.Helper()
 	g.emu.AddUser(clerkemu.User{ID: s.UserID, Email: s.UserID + "@example.com", FirstName: "F" + s.UserID})
 	tok, err := g.emu.MintSession(s)
