@@ -188,9 +188,11 @@ func postWebhook(t *testing.T, g *gatehouse, msgID string, body []byte) *http.Re
 
 // TestDatabaseOutageIsUnavailableOnEveryPath: while Postgres is unreachable,
 // every path that needs it answers UNAVAILABLE with google.rpc.RetryInfo, so
-// that clients retry — the handlers, the auth path's user check (a user seen
-// for the first time, or one whose trust window has run out) and its
-// membership-role look-up — and never INTERNAL, which clients do not retry.
+// that clients retry — the handlers, the auth path's user check for a user
+// seen for the first time, and its membership-role look-up — and never
+// INTERNAL, which clients do not retry. (A user whose trust window runs out
+// during an outage is TestPostgresKilledUnderLoad's: its outage outlasts the
+// window.)
 func TestDatabaseOutageIsUnavailableOnEveryPath(t *testing.T) {
 	g, proxy := startBehindCutProxy(t)
 	ctx := context.Background()
