@@ -182,11 +182,12 @@ func New(o Options) (*Server, error) {
 	return s, nil
 }
 
-// ServeGRPC serves gRPC on lis until ctx ends, then reports NOT_SERVING to
-// health checks and drains in-flight calls (cutting them after
-// ShutdownTimeout). While ServeHTTP runs, it first waits for the HTTP
-// listener to drain: grpc.Server's graceful stop would cancel the calls
-// that came in over HTTP rather than wait for them.
+// ServeGRPC serves gRPC on lis until ctx ends. Then it stops accepting
+// connections at once, reports NOT_SERVING to health checks, and drains the
+// calls in flight, cutting what is left ShutdownTimeout after ctx ended.
+// While ServeHTTP runs, the drain first waits for the HTTP listener's:
+// grpc.Server's graceful stop would cancel the calls that came in over HTTP
+// rather than wait for them. Both waits share the one deadline.
 func (s *Server) ServeGRPC(ctx context.Context, lis net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- s.grpc.Serve(lis) }()
@@ -195,18 +196,21 @@ func (s *Server) ServeGRPC(ctx context.Context, lis net.Listener) error {
 		return err
 	case <-ctx.Done():
 	}
+	deadline := time.NewTimer(ShutdownTimeout)
+	defer deadline.Stop()
+	lis.Close() // Serve returns; the connections it accepted stay until the drain
 	s.health.Shutdown()
 	if s.httpServing.Load() {
 		select {
 		case <-s.httpStopped:
-		case <-time.After(ShutdownTimeout):
+		case <-deadline.C:
 		}
 	}
 	done := make(chan struct{})
 	go func() { s.grpc.GracefulStop(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(ShutdownTimeout):
+	case <-deadline.C:
 		s.log.Warn("grpc drain timed out; closing connections")
 		s.grpc.Stop()
 	}

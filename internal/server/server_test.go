@@ -107,11 +107,12 @@ func (s *syncBuffer) String() string {
 }
 
 type running struct {
-	client  gatehousev1.UserServiceClient
-	httpURL string
-	logs    *syncBuffer
-	users   *users
-	stop    func() error
+	client   gatehousev1.UserServiceClient
+	grpcAddr string
+	httpURL  string
+	logs     *syncBuffer
+	users    *users
+	stop     func() error
 }
 
 func serve(t *testing.T, ready error) *running {
@@ -165,8 +166,9 @@ func serve(t *testing.T, ready error) *running {
 		}
 	})
 	return &running{
-		client: gatehousev1.NewUserServiceClient(conn), httpURL: "http://" + httpLis.Addr().String(),
-		logs: logs, users: u, stop: stop,
+		client: gatehousev1.NewUserServiceClient(conn), grpcAddr: grpcLis.Addr().String(),
+		httpURL: "http://" + httpLis.Addr().String(),
+		logs:    logs, users: u, stop: stop,
 	}
 }
 
@@ -389,6 +391,17 @@ func TestShutdownDrainsInFlightHTTPCalls(t *testing.T) {
 	case <-stopped:
 		t.Fatal("server stopped with a call in flight")
 	case <-time.After(200 * time.Millisecond):
+	}
+	// While it drains, the gRPC listener takes no new connection.
+	fresh, err := grpc.NewClient(r.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := gatehousev1.NewUserServiceClient(fresh).GetMe(ctx, &gatehousev1.GetMeRequest{}); status.Code(err) != codes.Unavailable {
+		t.Errorf("a new gRPC connection while draining: %v, want UNAVAILABLE (refused)", err)
 	}
 	close(r.users.release)
 	if res := <-done; res.err != nil || res.status != http.StatusOK || !strings.Contains(res.body, "user_test") {
