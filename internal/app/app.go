@@ -113,7 +113,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	if err != nil {
 		return nil, err
 	}
-	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg, log)
+	authn, provisioner, err := newAuthenticator(cfg, keys, backend, st, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -171,13 +171,14 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	g.Go(func() error { return changes.Listen(gctx) })
 	g.Go(func() error { return srv.ServeGRPC(gctx, grpcLis) })
 	g.Go(func() error { return srv.ServeHTTP(gctx, httpLis) })
-	// Serve others' changes from the first call on; if listening takes
-	// long, the caches' own expiry covers the gap.
+	// Start returns once other replicas' changes reach this one's caches;
+	// if listening takes long, it returns anyway and the caches' own expiry
+	// covers the gap.
 	select {
 	case <-changes.Subscribed():
 	case <-gctx.Done():
 	case <-time.After(subscribeWait):
-		log.Warn("cache invalidations: not yet listening; changes made on other replicas may take up to 5 s to show here until it is")
+		log.Warn("cache invalidations: not yet listening; until it is, changes made on other replicas show here only when the cached entries expire")
 	}
 	// Purges the webhook records older than GATEHOUSE_WEBHOOK_RETENTION;
 	// it stops with the listeners, before the store closes.
@@ -239,7 +240,7 @@ func newKeySource(ctx context.Context, cfg *config.Config, backend *clerk.Client
 // users on first sight and, with a Backend API (backend not nil), the
 // verifier of opaque credentials and first-sight fetches from Clerk. It
 // refuses to start if an RPC lacks a rule.
-func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer, log *slog.Logger) (*auth.Authenticator, *provision.Provisioner, error) {
+func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Client, st *store.Store, reg prometheus.Registerer) (*auth.Authenticator, *provision.Provisioner, error) {
 	sessions, err := auth.NewSessionVerifier(auth.SessionConfig{
 		Keys:              keys,
 		Issuer:            cfg.Issuer,

@@ -43,9 +43,12 @@ func runDev(ctx context.Context, args []string, getenv func(string) string, stdo
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	parties, err := config.ParseOrigins(cmp.Or(strings.TrimSpace(getenv("CLERK_AUTHORIZED_PARTIES")), devOrigin))
+	parties, err := config.ParseOrigins(getenv("CLERK_AUTHORIZED_PARTIES"))
 	if err != nil {
 		return fmt.Errorf("CLERK_AUTHORIZED_PARTIES: %w", err)
+	}
+	if len(parties) == 0 {
+		parties = []string{devOrigin}
 	}
 	for _, a := range []string{*grpcAddr, *httpAddr} {
 		if err := requireLoopback(a); err != nil {

@@ -188,6 +188,15 @@ func TestDevTokenEndpoint(t *testing.T) {
 	}
 }
 
+// TestDevWithNoOriginListed: a CLERK_AUTHORIZED_PARTIES of separators only
+// names no origin, so dev allows its default one.
+func TestDevWithNoOriginListed(t *testing.T) {
+	banner, _, _ := startDev(t, map[string]string{"CLERK_AUTHORIZED_PARTIES": " , "})
+	if got := azp(t, bannerToken(t, banner)); got != "http://localhost:3000" {
+		t.Errorf("the banner's token has azp %q, want the default origin", got)
+	}
+}
+
 func TestDevRefusesBadOrigins(t *testing.T) {
 	env := map[string]string{"CLERK_AUTHORIZED_PARTIES": "not an origin"}
 	err := cli.Run(context.Background(), []string{"dev", "--dir", t.TempDir(), "--grpc", "127.0.0.1:0", "--http", "127.0.0.1:0"},

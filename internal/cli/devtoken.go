@@ -42,7 +42,7 @@ func devTokenHandler(emu *clerkemu.Emulator, userID string, parties []string) ht
 		if err != nil {
 			host = r.Host
 		}
-		if !loopback.IsHost(host) && !loopback.IsHost(trimBrackets(host)) {
+		if !loopback.IsHost(trimBrackets(host)) {
 			http.Error(w, "dev tokens are served to loopback addresses only", http.StatusForbidden)
 			return
 		}

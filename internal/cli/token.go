@@ -145,7 +145,7 @@ func tokenKindOf(set map[string]bool) (tokenKind, error) {
 	names := map[tokenKind]string{mintSession: "a session token", mintMachine: "--machine", mintAPIKey: "--api-key", mintOAuth: "--oauth"}
 	var problems []string
 	for flag, kinds := range applies {
-		if set[flag] && !containsKind(kinds, kind) {
+		if set[flag] && !slices.Contains(kinds, kind) {
 			problems = append(problems, fmt.Sprintf("--%s does not apply to %s", flag, names[kind]))
 		}
 	}
@@ -157,15 +157,6 @@ func tokenKindOf(set map[string]bool) (tokenKind, error) {
 		return 0, errors.New(strings.Join(problems, "; ") + " (see gatehouse token -h)")
 	}
 	return kind, nil
-}
-
-func containsKind(kinds []tokenKind, k tokenKind) bool {
-	for _, x := range kinds {
-		if x == k {
-			return true
-		}
-	}
-	return false
 }
 
 // mintSessionToken signs a session token with the dev key.
