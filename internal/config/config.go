@@ -42,13 +42,13 @@ const DefaultWebhookRetention = 7 * 24 * time.Hour
 // again, harmlessly but answered "stale" rather than "duplicate"; an hour is
 // the floor. A year is the ceiling: the records hold personal data.
 const (
-	MinWebhookRetention = time.Hour
-	MaxWebhookRetention = 365 * 24 * time.Hour
+	minWebhookRetention = time.Hour
+	maxWebhookRetention = 365 * 24 * time.Hour
 )
 
-// MinWebhookSecretBytes is the shortest webhook signing key Gatehouse
+// minWebhookSecretBytes is the shortest webhook signing key Gatehouse
 // accepts. Svix's endpoint secrets are 24 random bytes.
-const MinWebhookSecretBytes = 24
+const minWebhookSecretBytes = 24
 
 // Config is Gatehouse's configuration. See the README's table.
 type Config struct {
@@ -189,9 +189,9 @@ func Load(getenv Getenv) (*Config, error) {
 	}
 	if v := strings.TrimSpace(getenv("GATEHOUSE_WEBHOOK_RETENTION")); v != "" {
 		d, err := time.ParseDuration(v)
-		if err != nil || d < MinWebhookRetention || d > MaxWebhookRetention {
+		if err != nil || d < minWebhookRetention || d > maxWebhookRetention {
 			bad("GATEHOUSE_WEBHOOK_RETENTION", "want a duration between %s and %s (e.g. 168h for 7 days), got %q",
-				fmtHours(MinWebhookRetention), fmtHours(MaxWebhookRetention), v)
+				fmtHours(minWebhookRetention), fmtHours(maxWebhookRetention), v)
 		} else {
 			c.WebhookRetention = d
 		}
@@ -216,7 +216,7 @@ func Load(getenv Getenv) (*Config, error) {
 		}
 	}
 	if v := strings.TrimSpace(getenv("GATEHOUSE_VERIFY_RATE")); v != "" {
-		burst, rate, err := ParseVerifyRate(v)
+		burst, rate, err := parseVerifyRate(v)
 		if err != nil {
 			bad("GATEHOUSE_VERIFY_RATE", "%v", err)
 		} else {
@@ -249,7 +249,7 @@ func Load(getenv Getenv) (*Config, error) {
 
 // CheckWebhookSecret reports whether secret is an endpoint signing secret as
 // Svix issues them (CLERK_WEBHOOK_SIGNING_SECRET): "whsec_" followed by the
-// standard base64 of a key of at least MinWebhookSecretBytes bytes. Svix's
+// standard base64 of a key of at least minWebhookSecretBytes bytes. Svix's
 // verifier itself takes any base64, even "whsec_" alone — an empty HMAC key
 // with which anyone can sign. The error never quotes the secret.
 func CheckWebhookSecret(secret string) error {
@@ -262,8 +262,8 @@ func CheckWebhookSecret(secret string) error {
 	if err != nil {
 		return errors.New("want whsec_ followed by base64")
 	}
-	if len(raw) < MinWebhookSecretBytes {
-		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), MinWebhookSecretBytes)
+	if len(raw) < minWebhookSecretBytes {
+		return fmt.Errorf("the key after whsec_ is %d bytes, want at least %d", len(raw), minWebhookSecretBytes)
 	}
 	return nil
 }
@@ -348,10 +348,10 @@ func ParseRolePermissions(s string) (map[string][]string, error) {
 	return out, nil
 }
 
-// ParseVerifyRate reads GATEHOUSE_VERIFY_RATE: "burst,refill", a whole
+// parseVerifyRate reads GATEHOUSE_VERIFY_RATE: "burst,refill", a whole
 // burst of 1 to 10,000 calls and a refill of more than 0 and at most 10,000
 // calls per second, e.g. "20,10" or "5,0.5".
-func ParseVerifyRate(s string) (burst int, perSecond float64, err error) {
+func parseVerifyRate(s string) (burst int, perSecond float64, err error) {
 	b, r, ok := strings.Cut(s, ",")
 	if !ok {
 		return 0, 0, fmt.Errorf("want burst,refill per second like 20,10, got %q", s)
