@@ -187,8 +187,8 @@ func prefixes(services []protoreflect.ServiceDescriptor) []string {
 	}
 	for _, sd := range services {
 		add("/" + string(sd.FullName()) + "/")
-		for _, rule := range httpRules(sd) {
-			_, path := rulePattern(rule)
+		for _, b := range httpRules(sd) {
+			_, path := rulePattern(b.rule)
 			if seg, _, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/"); ok && seg != "" && !strings.ContainsAny(seg, "{*") {
 				add("/" + seg + "/")
 			}
@@ -197,20 +197,28 @@ func prefixes(services []protoreflect.ServiceDescriptor) []string {
 	return ps
 }
 
+// httpBinding is one google.api.http rule and the method it routes to.
+type httpBinding struct {
+	method protoreflect.MethodDescriptor
+	rule   *annotations.HttpRule
+}
+
 // httpRules returns the google.api.http rules of sd's methods, additional
 // bindings included.
-func httpRules(sd protoreflect.ServiceDescriptor) []*annotations.HttpRule {
-	var rules []*annotations.HttpRule
+func httpRules(sd protoreflect.ServiceDescriptor) []httpBinding {
+	var out []httpBinding
 	methods := sd.Methods()
 	for i := range methods.Len() {
-		rule, ok := proto.GetExtension(methods.Get(i).Options(), annotations.E_Http).(*annotations.HttpRule)
+		md := methods.Get(i)
+		rule, ok := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
 		if !ok || rule == nil {
 			continue
 		}
-		rules = append(rules, rule)
-		rules = append(rules, rule.GetAdditionalBindings()...)
+		for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
+			out = append(out, httpBinding{md, r})
+		}
 	}
-	return rules
+	return out
 }
 
 // rulePattern returns a rule's HTTP method and path template.

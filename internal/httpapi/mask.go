@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"google.golang.org/genproto/googleapis/api/annotations"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -27,22 +26,14 @@ func withInferredMasks(services []protoreflect.ServiceDescriptor, next http.Hand
 	mux := http.NewServeMux()
 	routes := 0
 	for _, sd := range services {
-		methods := sd.Methods()
-		for i := range methods.Len() {
-			md := methods.Get(i)
-			rule, ok := proto.GetExtension(md.Options(), annotations.E_Http).(*annotations.HttpRule)
-			if !ok || rule == nil {
-				continue
+		for _, b := range httpRules(sd) {
+			h, pattern, err := maskRoute(b.method, b.rule, next, limit)
+			if err != nil {
+				return nil, fmt.Errorf("httpapi: %s: %w", b.method.FullName(), err)
 			}
-			for _, r := range append([]*annotations.HttpRule{rule}, rule.GetAdditionalBindings()...) {
-				h, pattern, err := maskRoute(md, r, next, limit)
-				if err != nil {
-					return nil, fmt.Errorf("httpapi: %s: %w", md.FullName(), err)
-				}
-				if h != nil {
-					mux.Handle(pattern, h)
-					routes++
-				}
+			if h != nil {
+				mux.Handle(pattern, h)
+				routes++
 			}
 		}
 	}
