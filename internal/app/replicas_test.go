@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
-	"github.com/gatehouse-dev/gatehouse/internal/app"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
@@ -27,51 +25,6 @@ func (c *clerkFixture) startReplica(t *testing.T, dbURL string, opts ...option) 
 		o(cfg)
 	}
 	return c.startApp(t, cfg, testLogger(t))
-}
-
-// TestReplicasStartTogether: three replicas started at the same moment on
-// an empty Postgres database all come up — the schema migration is
-// serialized, not raced — and all serve.
-func TestReplicasStartTogether(t *testing.T) {
-	c := newClerk(t)
-	dbURL := storetest.NewPostgresDatabase(t) // empty: no schema yet
-	const n = 3
-	apps := make([]*app.App, n)
-	cancels := make([]context.CancelFunc, n)
-	errs := make([]error, n)
-	var ready, wg sync.WaitGroup
-	ready.Add(1)
-	for i := range n {
-		wg.Go(func() {
-			ctx, cancel := context.WithCancel(context.Background())
-			cancels[i] = cancel
-			ready.Wait()
-			apps[i], errs[i] = app.Start(ctx, c.serveConfig(dbURL), testLogger(t))
-		})
-	}
-	ready.Done()
-	wg.Wait()
-	var replicas []*gatehouse
-	for i := range n {
-		if errs[i] != nil {
-			cancels[i]()
-			t.Errorf("replica %d failed to start: %v", i, errs[i])
-			continue
-		}
-		replicas = append(replicas, serveApp(t, c.emu, apps[i], cancels[i]))
-	}
-	if t.Failed() {
-		t.FailNow()
-	}
-	for i, g := range replicas {
-		if code := httpStatus(t, g.httpURL+"/readyz"); code != http.StatusOK {
-			t.Errorf("replica %d: /readyz %d", i, code)
-		}
-		tok := withToken(context.Background(), g.mint(t, clerkemu.Session{UserID: "user_r" + string(rune('a'+i))}))
-		if _, err := g.projects.CreateProject(tok, &gatehousev1.CreateProjectRequest{Name: "p"}); err != nil {
-			t.Errorf("replica %d: CreateProject: %v", i, err)
-		}
-	}
 }
 
 // TestWebhookOnOneReplicaReachesTheOthers: a user.updated, then a
