@@ -341,3 +341,38 @@ func TestFlood(t *testing.T) {
 		}
 	}
 }
+
+// TestLoadTargetHTTP2 checks that load's -http2 moves the getme-* scenarios
+// to h2c and leaves the peer, whose server does not accept h2c, on
+// HTTP/1.1.
+func TestLoadTargetHTTP2(t *testing.T) {
+	// A stand-in for Gatehouse's HTTP listener that serves HTTP/1.1 and
+	// h2c and answers 200 only over HTTP/2.
+	gatehouse := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			w.WriteHeader(http.StatusHTTPVersionNotSupported)
+		}
+	}))
+	gatehouse.Config.Protocols = new(http.Protocols)
+	gatehouse.Config.Protocols.SetHTTP1(true)
+	gatehouse.Config.Protocols.SetUnencryptedHTTP2(true)
+	gatehouse.Start()
+	t.Cleanup(gatehouse.Close)
+	// The peer's server, as runPeer makes it: net/http's defaults.
+	peer := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	t.Cleanup(peer.Close)
+
+	target := loadTarget(gatehouse.Listener.Addr().String(), peer.URL, 2, true)
+	target.Tokens = []string{"token"}
+	t.Cleanup(target.HTTP.CloseIdleConnections)
+	t.Cleanup(target.GatehouseHTTP.CloseIdleConnections)
+	for _, scenario := range []string{GetMeREST, PeerGetMe} {
+		call, err := target.NewCall(scenario)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := call(t.Context(), 0); err != nil {
+			t.Errorf("%s with -http2: %v", scenario, err)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -50,8 +51,13 @@ type Target struct {
 	GatehouseURL string
 	// PeerURL is the peer's base URL ("http://127.0.0.1:8090").
 	PeerURL string
-	// HTTP is the client for Gatehouse's HTTP listener and the peer.
+	// HTTP is the client for the peer, and for Gatehouse's HTTP listener
+	// unless GatehouseHTTP is set.
 	HTTP *http.Client
+	// GatehouseHTTP, if set, is the client for Gatehouse's HTTP listener
+	// (the getme-* scenarios), e.g. one speaking h2c, which the peer does
+	// not accept.
+	GatehouseHTTP *http.Client
 	// Tokens are session tokens; calls take them in turn.
 	Tokens []string
 	// PageSize is ListProjects' page_size (0: the server's default, 50).
@@ -151,6 +157,7 @@ func (t *Target) NewCall(scenario string) (Call, error) {
 // browser's fetch or curl sends it, so the client costs little and the
 // server's work is the transcoding and the call.
 func (t *Target) httpGetMe(scenario string, bearers []string) Call {
+	c := cmp.Or(t.GatehouseHTTP, t.HTTP)
 	base := strings.TrimRight(t.GatehouseURL, "/")
 	method, u, body, header := http.MethodPost, base+"/gatehouse.v1.UserService/GetMe", []byte("{}"), http.Header{
 		"Content-Type":             {"application/json"},
@@ -175,9 +182,9 @@ func (t *Target) httpGetMe(scenario string, bearers []string) Call {
 		req.Header = header.Clone()
 		req.Header.Set("Authorization", bearers[seq%int64(len(bearers))])
 		if scenario != GetMeGRPCWeb {
-			return doHTTP(t.HTTP, req, http.StatusOK)
+			return doHTTP(c, req, http.StatusOK)
 		}
-		return doGRPCWeb(t.HTTP, req)
+		return doGRPCWeb(c, req)
 	}
 }
 
