@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"encoding/binary"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +18,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -383,5 +387,66 @@ func TestLoadTargetHTTP2(t *testing.T) {
 		if err := call(t.Context(), 0); err != nil {
 			t.Errorf("%s with -http2: %v", scenario, err)
 		}
+	}
+}
+
+// TestDoGRPCWeb checks how gRPC-Web answers are read: OK, in a
+// trailers-only answer or a trailer frame, is success; any other status is
+// the gRPC error it stands for, tallied by its code as the gRPC scenarios'
+// errors are.
+func TestDoGRPCWeb(t *testing.T) {
+	frame := func(flags byte, payload string) string {
+		var b []byte
+		b = append(b, flags)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(payload)))
+		return string(append(b, payload...))
+	}
+	message := frame(0, "\x0a\x03abc") // any message frame
+	for _, tc := range []struct {
+		name    string
+		header  http.Header
+		body    string
+		code    codes.Code // OK: no error
+		message string
+		kind    string // the tally's name for the error
+	}{
+		{name: "trailers-only OK", header: http.Header{"Grpc-Status": {"0"}}, code: codes.OK},
+		{name: "trailers-only error", header: http.Header{"Grpc-Status": {"16"}, "Grpc-Message": {"no%20token"}},
+			code: codes.Unauthenticated, message: "no token", kind: "Unauthenticated"},
+		{name: "trailer frame OK", body: message + frame(0x80, "grpc-status: 0\r\n"), code: codes.OK},
+		{name: "trailer frame error", body: frame(0x80, "Grpc-Message: nope\r\ngrpc-status:7\r\n"),
+			code: codes.PermissionDenied, message: "nope", kind: "PermissionDenied"},
+		{name: "no status", body: message, code: codes.Unknown, kind: "grpc-web: no grpc-status in the answer"},
+		{name: "bad status", header: http.Header{"Grpc-Status": {"x"}}, code: codes.Unknown, kind: `grpc-web: bad grpc-status "x"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				for k, v := range tc.header {
+					w.Header()[k] = v
+				}
+				w.Header().Set("Content-Type", "application/grpc-web+proto")
+				io.WriteString(w, tc.body)
+			}))
+			t.Cleanup(srv.Close)
+			req, _ := http.NewRequestWithContext(t.Context(), http.MethodPost, srv.URL, nil)
+			err := doGRPCWeb(srv.Client(), req)
+			if tc.code == codes.OK {
+				if err != nil {
+					t.Fatalf("doGRPCWeb: %v, want nil", err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("doGRPCWeb: nil, want an error")
+			}
+			if got := errorKind(err); got != tc.kind {
+				t.Errorf("error kind %q, want %q", got, tc.kind)
+			}
+			if tc.kind == tc.code.String() {
+				if s := status.Convert(err); s.Code() != tc.code || s.Message() != tc.message {
+					t.Errorf("doGRPCWeb: %v, want code %v, message %q", err, tc.code, tc.message)
+				}
+			}
+		})
 	}
 }

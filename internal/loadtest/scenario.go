@@ -12,13 +12,16 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/loopback"
@@ -190,7 +193,8 @@ func (t *Target) httpGetMe(scenario string, bearers []string) Call {
 
 // doGRPCWeb sends a gRPC-Web request and checks its status: gRPC-Web
 // answers 200 and puts the status in a trailers-only answer's headers or in
-// the body's trailer frame.
+// the body's trailer frame. A status other than OK is returned as the gRPC
+// error it stands for, so failures are tallied as the gRPC scenarios' are.
 func doGRPCWeb(c *http.Client, req *http.Request) error {
 	resp, err := c.Do(req)
 	if err != nil {
@@ -204,11 +208,11 @@ func doGRPCWeb(c *http.Client, req *http.Request) error {
 	if resp.StatusCode != http.StatusOK {
 		return &HTTPStatusError{Code: resp.StatusCode}
 	}
-	if s := resp.Header.Get("Grpc-Status"); s != "" && s != "0" {
-		return &GRPCWebStatusError{Status: s}
+	if s := resp.Header.Get("Grpc-Status"); s != "" { // trailers-only
+		return grpcWebStatus(s, resp.Header.Get("Grpc-Message"))
 	}
 	// Frames: 1 byte of flags and 4 of length; the trailer frame (flags
-	// 0x80) holds "grpc-status: N" lines.
+	// 0x80) holds "grpc-status: N" and "grpc-message: …" lines.
 	for len(b) >= 5 {
 		n := int(binary.BigEndian.Uint32(b[1:5]))
 		if len(b) < 5+n {
@@ -216,13 +220,18 @@ func doGRPCWeb(c *http.Client, req *http.Request) error {
 		}
 		frame := b[5 : 5+n]
 		if b[0]&0x80 != 0 {
+			var code, msg string
 			for _, line := range strings.Split(string(frame), "\r\n") {
-				if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "grpc-status") {
-					if v = strings.TrimSpace(v); v != "0" {
-						return &GRPCWebStatusError{Status: v}
-					}
-					return nil
+				k, v, _ := strings.Cut(line, ":")
+				switch strings.ToLower(strings.TrimSpace(k)) {
+				case "grpc-status":
+					code = strings.TrimSpace(v)
+				case "grpc-message":
+					msg = strings.TrimSpace(v)
 				}
+			}
+			if code != "" {
+				return grpcWebStatus(code, msg)
 			}
 		}
 		b = b[5+n:]
@@ -230,10 +239,21 @@ func doGRPCWeb(c *http.Client, req *http.Request) error {
 	return errors.New("grpc-web: no grpc-status in the answer")
 }
 
-// GRPCWebStatusError is a gRPC-Web answer with a non-zero grpc-status.
-type GRPCWebStatusError struct{ Status string }
-
-func (e *GRPCWebStatusError) Error() string { return "grpc-web: grpc-status " + e.Status }
+// grpcWebStatus is the error for a gRPC-Web answer's grpc-status and its
+// percent-encoded grpc-message: nil for OK.
+func grpcWebStatus(code, msg string) error {
+	n, err := strconv.ParseUint(code, 10, 32)
+	if err != nil {
+		return fmt.Errorf("grpc-web: bad grpc-status %q", code)
+	}
+	if n == 0 {
+		return nil
+	}
+	if m, err := url.PathUnescape(msg); err == nil {
+		msg = m
+	}
+	return status.Error(codes.Code(n), msg)
+}
 
 // doHTTP sends req, drains the answer (so the connection is reused) and
 // checks its status: want, or any 2xx when want is 0.
