@@ -149,7 +149,7 @@ func Flood(ctx context.Context, opts FloodOptions) (*FloodResult, error) {
 
 	// The flood and the background each have their own connection, as
 	// different callers would.
-	conns, err := DialGRPC(st.grpc, 2)
+	conns, err := DialGRPC(st.app.GRPCAddr.String(), 2)
 	if err != nil {
 		return nil, err
 	}

@@ -85,7 +85,7 @@ func KidFlood(ctx context.Context, opts KidFloodOptions) (*KidFloodResult, error
 	defer st.close()
 	emu, peerURL := st.emu, st.peerURL
 
-	conns, err := DialGRPC(st.grpc, 1)
+	conns, err := DialGRPC(st.app.GRPCAddr.String(), 1)
 	if err != nil {
 		return nil, err
 	}
