@@ -146,12 +146,7 @@ func (t *Target) NewCall(scenario string) (Call, error) {
 	default: // PeerGetMe
 		u := strings.TrimRight(t.PeerURL, "/") + "/me"
 		return func(ctx context.Context, seq int64) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Authorization", bearers[seq%int64(len(bearers))])
-			return doHTTP(t.HTTP, req, http.StatusOK)
+			return getBearer(ctx, t.HTTP, u, t.Tokens[seq%int64(len(t.Tokens))], http.StatusOK)
 		}, nil
 	}
 }
@@ -253,6 +248,17 @@ func grpcWebStatus(code, msg string) error {
 		msg = m
 	}
 	return status.Error(codes.Code(n), msg)
+}
+
+// getBearer sends GET u with token as its bearer credential, as the peer's
+// callers do, and checks the answer's status as doHTTP does.
+func getBearer(ctx context.Context, c *http.Client, u, token string, want int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	return doHTTP(c, req, want)
 }
 
 // doHTTP sends req, drains the answer (so the connection is reused) and
