@@ -137,10 +137,8 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		}
 	}
 
-	t := &Target{GatehouseURL: "http://" + *httpAddr, PeerURL: *peerURL, HTTP: NewHTTPClient(*concurrency), PageSize: int32(*pageSize)}
-	if *http2 {
-		t.HTTP = NewH2CClient()
-	}
+	t := loadTarget(*httpAddr, *peerURL, *concurrency, *http2)
+	t.PageSize = int32(*pageSize)
 	t.Conns, err = DialGRPC(*grpcAddr, *conns)
 	if err != nil {
 		return err
@@ -207,6 +205,18 @@ func runLoad(ctx context.Context, args []string, getenv func(string) string, std
 		return writeJSON(stdout, report)
 	}
 	return report.WriteTable(stdout)
+}
+
+// loadTarget is the Target of `gatehouse-bench load` without its gRPC
+// connections and tokens. With http2, the getme-* scenarios speak h2c to
+// Gatehouse; the peer, a plain net/http server that does not accept h2c,
+// is called over HTTP/1.1 either way.
+func loadTarget(httpAddr, peerURL string, concurrency int, http2 bool) *Target {
+	t := &Target{GatehouseURL: "http://" + httpAddr, PeerURL: peerURL, HTTP: NewHTTPClient(concurrency)}
+	if http2 {
+		t.GatehouseHTTP = NewH2CClient()
+	}
+	return t
 }
 
 // LoadReport is the output of `gatehouse-bench load`.

@@ -149,7 +149,7 @@ func Flood(ctx context.Context, opts FloodOptions) (*FloodResult, error) {
 
 	// The flood and the background each have their own connection, as
 	// different callers would.
-	conns, err := DialGRPC(st.grpc, 2)
+	conns, err := DialGRPC(st.app.GRPCAddr.String(), 2)
 	if err != nil {
 		return nil, err
 	}
@@ -173,14 +173,6 @@ func Flood(ctx context.Context, opts FloodOptions) (*FloodResult, error) {
 	asMachine := func(ctx context.Context, token string) context.Context {
 		return metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token, auth.TenantKey, floodTenant)
 	}
-	get := func(ctx context.Context, c *http.Client, path, token string, want int) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL+path, nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+token)
-		return doHTTP(c, req, want)
-	}
 	gatehouseBG := [2]Call{
 		func(ctx context.Context, _ int64) error {
 			_, err := users.GetMe(asSession(ctx), &gatehousev1.GetMeRequest{})
@@ -192,8 +184,12 @@ func Flood(ctx context.Context, opts FloodOptions) (*FloodResult, error) {
 		},
 	}
 	peerBG := [2]Call{
-		func(ctx context.Context, _ int64) error { return get(ctx, bgHTTP, "/me", session, http.StatusOK) },
-		func(ctx context.Context, _ int64) error { return get(ctx, bgHTTP, "/machine", machine, http.StatusOK) },
+		func(ctx context.Context, _ int64) error {
+			return getBearer(ctx, bgHTTP, peerURL+"/me", session, http.StatusOK)
+		},
+		func(ctx context.Context, _ int64) error {
+			return getBearer(ctx, bgHTTP, peerURL+"/machine", machine, http.StatusOK)
+		},
 	}
 	// Each background credential is verified once — and Gatehouse caches
 	// it — before anything is measured; GetMe also provisions the user, so
@@ -283,7 +279,7 @@ func Flood(ctx context.Context, opts FloodOptions) (*FloodResult, error) {
 	res.Gatehouse.Bound = float64(res.VerifyBurst) + res.VerifyRate*res.Gatehouse.Flood.Elapsed.Seconds()
 
 	res.Peer, err = side("peer", []string{auth.MachineTokenPrefix}, machineOnly, func(ctx context.Context, token string) (codes.Code, error) {
-		if err := get(ctx, floodHTTP, "/machine", token, http.StatusUnauthorized); err != nil {
+		if err := getBearer(ctx, floodHTTP, peerURL+"/machine", token, http.StatusUnauthorized); err != nil {
 			return codes.Unknown, err
 		}
 		return codes.Unauthenticated, nil

@@ -23,7 +23,6 @@ type stack struct {
 	emu     *clerkemu.Emulator
 	app     *app.App
 	cfg     *config.Config // what app.Start was given
-	grpc    string         // Gatehouse's gRPC address
 	peerURL string
 	close   func()
 }
@@ -90,7 +89,7 @@ func startStack(ctx context.Context, dsn string, log *slog.Logger, refetch time.
 		cancel()
 		return nil, fmt.Errorf("start gatehouse: %w", err)
 	}
-	s.app, s.grpc = a, a.GRPCAddr.String()
+	s.app = a
 	cleanups = append(cleanups, func() {
 		cancel()
 		a.Wait()

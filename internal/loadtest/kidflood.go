@@ -85,7 +85,7 @@ func KidFlood(ctx context.Context, opts KidFloodOptions) (*KidFloodResult, error
 	defer st.close()
 	emu, peerURL := st.emu, st.peerURL
 
-	conns, err := DialGRPC(st.grpc, 1)
+	conns, err := DialGRPC(st.app.GRPCAddr.String(), 1)
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +102,7 @@ func KidFlood(ctx context.Context, opts KidFloodOptions) (*KidFloodResult, error
 	if _, err := users.GetMe(metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+good), &gatehousev1.GetMeRequest{}); err != nil {
 		return nil, fmt.Errorf("gatehouse rejects a genuine token: %w", err)
 	}
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, peerURL+"/me", nil)
-	req.Header.Set("Authorization", "Bearer "+good)
-	if err := doHTTP(httpc, req, http.StatusOK); err != nil {
+	if err := getBearer(ctx, httpc, peerURL+"/me", good, http.StatusOK); err != nil {
 		return nil, fmt.Errorf("the peer rejects a genuine token: %w", err)
 	}
 
@@ -140,12 +138,7 @@ func KidFlood(ctx context.Context, opts KidFloodOptions) (*KidFloodResult, error
 		return nil, err
 	}
 	res.Peer, err = run("peer GET /me", func(ctx context.Context, seq int64) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, peerURL+"/me", nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+forged[seq%int64(len(forged))])
-		return doHTTP(httpc, req, http.StatusUnauthorized)
+		return getBearer(ctx, httpc, peerURL+"/me", forged[seq%int64(len(forged))], http.StatusUnauthorized)
 	})
 	if err != nil {
 		return nil, err

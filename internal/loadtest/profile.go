@@ -56,7 +56,7 @@ func Profile(ctx context.Context, opts ProfileOptions) (*Result, error) {
 		return nil, err
 	}
 	defer st.close()
-	conns, err := DialGRPC(st.grpc, 1)
+	conns, err := DialGRPC(st.app.GRPCAddr.String(), 1)
 	if err != nil {
 		return nil, err
 	}

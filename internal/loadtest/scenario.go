@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -11,13 +12,16 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/loopback"
@@ -50,8 +54,13 @@ type Target struct {
 	GatehouseURL string
 	// PeerURL is the peer's base URL ("http://127.0.0.1:8090").
 	PeerURL string
-	// HTTP is the client for Gatehouse's HTTP listener and the peer.
+	// HTTP is the client for the peer, and for Gatehouse's HTTP listener
+	// unless GatehouseHTTP is set.
 	HTTP *http.Client
+	// GatehouseHTTP, if set, is the client for Gatehouse's HTTP listener
+	// (the getme-* scenarios), e.g. one speaking h2c, which the peer does
+	// not accept.
+	GatehouseHTTP *http.Client
 	// Tokens are session tokens; calls take them in turn.
 	Tokens []string
 	// PageSize is ListProjects' page_size (0: the server's default, 50).
@@ -137,12 +146,7 @@ func (t *Target) NewCall(scenario string) (Call, error) {
 	default: // PeerGetMe
 		u := strings.TrimRight(t.PeerURL, "/") + "/me"
 		return func(ctx context.Context, seq int64) error {
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-			if err != nil {
-				return err
-			}
-			req.Header.Set("Authorization", bearers[seq%int64(len(bearers))])
-			return doHTTP(t.HTTP, req, http.StatusOK)
+			return getBearer(ctx, t.HTTP, u, t.Tokens[seq%int64(len(t.Tokens))], http.StatusOK)
 		}, nil
 	}
 }
@@ -151,6 +155,7 @@ func (t *Target) NewCall(scenario string) (Call, error) {
 // browser's fetch or curl sends it, so the client costs little and the
 // server's work is the transcoding and the call.
 func (t *Target) httpGetMe(scenario string, bearers []string) Call {
+	c := cmp.Or(t.GatehouseHTTP, t.HTTP)
 	base := strings.TrimRight(t.GatehouseURL, "/")
 	method, u, body, header := http.MethodPost, base+"/gatehouse.v1.UserService/GetMe", []byte("{}"), http.Header{
 		"Content-Type":             {"application/json"},
@@ -175,15 +180,16 @@ func (t *Target) httpGetMe(scenario string, bearers []string) Call {
 		req.Header = header.Clone()
 		req.Header.Set("Authorization", bearers[seq%int64(len(bearers))])
 		if scenario != GetMeGRPCWeb {
-			return doHTTP(t.HTTP, req, http.StatusOK)
+			return doHTTP(c, req, http.StatusOK)
 		}
-		return doGRPCWeb(t.HTTP, req)
+		return doGRPCWeb(c, req)
 	}
 }
 
 // doGRPCWeb sends a gRPC-Web request and checks its status: gRPC-Web
 // answers 200 and puts the status in a trailers-only answer's headers or in
-// the body's trailer frame.
+// the body's trailer frame. A status other than OK is returned as the gRPC
+// error it stands for, so failures are tallied as the gRPC scenarios' are.
 func doGRPCWeb(c *http.Client, req *http.Request) error {
 	resp, err := c.Do(req)
 	if err != nil {
@@ -197,11 +203,11 @@ func doGRPCWeb(c *http.Client, req *http.Request) error {
 	if resp.StatusCode != http.StatusOK {
 		return &HTTPStatusError{Code: resp.StatusCode}
 	}
-	if s := resp.Header.Get("Grpc-Status"); s != "" && s != "0" {
-		return &GRPCWebStatusError{Status: s}
+	if s := resp.Header.Get("Grpc-Status"); s != "" { // trailers-only
+		return grpcWebStatus(s, resp.Header.Get("Grpc-Message"))
 	}
 	// Frames: 1 byte of flags and 4 of length; the trailer frame (flags
-	// 0x80) holds "grpc-status: N" lines.
+	// 0x80) holds "grpc-status: N" and "grpc-message: …" lines.
 	for len(b) >= 5 {
 		n := int(binary.BigEndian.Uint32(b[1:5]))
 		if len(b) < 5+n {
@@ -209,13 +215,18 @@ func doGRPCWeb(c *http.Client, req *http.Request) error {
 		}
 		frame := b[5 : 5+n]
 		if b[0]&0x80 != 0 {
+			var code, msg string
 			for _, line := range strings.Split(string(frame), "\r\n") {
-				if k, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(k, "grpc-status") {
-					if v = strings.TrimSpace(v); v != "0" {
-						return &GRPCWebStatusError{Status: v}
-					}
-					return nil
+				k, v, _ := strings.Cut(line, ":")
+				switch strings.ToLower(strings.TrimSpace(k)) {
+				case "grpc-status":
+					code = strings.TrimSpace(v)
+				case "grpc-message":
+					msg = strings.TrimSpace(v)
 				}
+			}
+			if code != "" {
+				return grpcWebStatus(code, msg)
 			}
 		}
 		b = b[5+n:]
@@ -223,10 +234,32 @@ func doGRPCWeb(c *http.Client, req *http.Request) error {
 	return errors.New("grpc-web: no grpc-status in the answer")
 }
 
-// GRPCWebStatusError is a gRPC-Web answer with a non-zero grpc-status.
-type GRPCWebStatusError struct{ Status string }
+// grpcWebStatus is the error for a gRPC-Web answer's grpc-status and its
+// percent-encoded grpc-message: nil for OK.
+func grpcWebStatus(code, msg string) error {
+	n, err := strconv.ParseUint(code, 10, 32)
+	if err != nil {
+		return fmt.Errorf("grpc-web: bad grpc-status %q", code)
+	}
+	if n == 0 {
+		return nil
+	}
+	if m, err := url.PathUnescape(msg); err == nil {
+		msg = m
+	}
+	return status.Error(codes.Code(n), msg)
+}
 
-func (e *GRPCWebStatusError) Error() string { return "grpc-web: grpc-status " + e.Status }
+// getBearer sends GET u with token as its bearer credential, as the peer's
+// callers do, and checks the answer's status as doHTTP does.
+func getBearer(ctx context.Context, c *http.Client, u, token string, want int) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	return doHTTP(c, req, want)
+}
 
 // doHTTP sends req, drains the answer (so the connection is reused) and
 // checks its status: want, or any 2xx when want is 0.

@@ -55,7 +55,9 @@ func NewCluster(t testing.TB) *Cluster {
 	case os.Geteuid() != 0:
 		unable("not root: pg_createcluster needs root to make a Postgres cluster of the test's own")
 	}
-	for _, tool := range []string{"pg_createcluster", "pg_ctlcluster", "pg_dropcluster", "pg_lsclusters"} {
+	// pg_isready comes with postgresql-common too (postgresql-client-common);
+	// without it, Start would wait 30 s and fail.
+	for _, tool := range []string{"pg_createcluster", "pg_ctlcluster", "pg_dropcluster", "pg_lsclusters", "pg_isready"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			unable("%s not found: install Debian's postgresql-common to run the tests that stop and start Postgres", tool)
 		}
@@ -74,6 +76,8 @@ func NewCluster(t testing.TB) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered first, so it runs last: after the cluster is dropped.
+	t.Cleanup(func() { os.RemoveAll(dir) })
 	uid, _ := strconv.Atoi(pg.Uid)
 	gid, _ := strconv.Atoi(pg.Gid)
 	if err := os.Chmod(dir, 0o755); err != nil {
@@ -93,7 +97,6 @@ func NewCluster(t testing.TB) *Cluster {
 		if out, err := exec.Command("pg_dropcluster", "--stop", c.Version, c.Name).CombinedOutput(); err != nil {
 			t.Errorf("storetest: pg_dropcluster %s %s: %v\n%s", c.Version, c.Name, err, out)
 		}
-		os.RemoveAll(dir)
 	})
 	run(t, "pg_createcluster", "--quiet", "--start-conf=manual",
 		"-d", filepath.Join(dir, "data"), "-l", filepath.Join(dir, "postgresql.log"), "-p", strconv.Itoa(c.Port),
