@@ -401,8 +401,8 @@ func TestInvalidate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.Invalidate(invalidation.Organization("user_a"))
-	p.Invalidate(invalidation.Membership("org_x", "user_a"))
+	p.Invalidate("organization:user_a")
+	p.Invalidate("membership:org_x:user_a")
 	if _, ok := p.LiveUser("user_a"); !ok {
 		t.Error("a key of another kind dropped user_a")
 	}

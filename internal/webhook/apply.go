@@ -134,17 +134,14 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 	return res, nil
 }
 
-// changedKeys names the rows an applied event changed, for the caches that
-// hold them (internal/invalidation). A user.deleted or organization.deleted
-// also ends memberships: the user's or organization's key stands for those.
+// changedKeys names the cached rows an applied event changed, for the
+// caches that hold them (internal/invalidation). Only users' rows are cached
+// (the provisioner's live users), so only user.* events change any:
+// organization and membership events, which never change a user's row
+// (they at most insert a stub, which no cache can hold), send nothing.
 func changedKeys(ev *Event) []invalidation.Key {
-	switch {
-	case strings.HasPrefix(ev.Type, "user."):
+	if strings.HasPrefix(ev.Type, "user.") {
 		return []invalidation.Key{invalidation.User(ev.ObjectID)}
-	case strings.HasPrefix(ev.Type, "organization."):
-		return []invalidation.Key{invalidation.Organization(ev.ObjectID)}
-	case strings.HasPrefix(ev.Type, "organizationMembership.") && ev.membership != nil:
-		return []invalidation.Key{invalidation.Membership(ev.membership.Organization.ID, ev.membership.PublicUserData.UserID)}
 	}
 	return nil
 }
