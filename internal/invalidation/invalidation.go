@@ -36,8 +36,8 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-// Channel is the Postgres notification channel replicas share.
-const Channel = "gatehouse_invalidate"
+// channel is the Postgres notification channel replicas share.
+const channel = "gatehouse_invalidate"
 
 // A Key names a changed row, the same way on every replica. The only rows
 // cached are users' (the provisioner's live users), so the only keys are
@@ -155,7 +155,7 @@ func (b *Bus) Publish(ctx context.Context, keys ...Key) error {
 		return nil
 	}
 	for _, k := range keys {
-		if err := store.Notify(ctx, Channel, b.origin+" "+string(k)); err != nil {
+		if err := store.Notify(ctx, channel, b.origin+" "+string(k)); err != nil {
 			return err
 		}
 	}
@@ -226,7 +226,7 @@ func (b *Bus) Listen(ctx context.Context) error {
 	}()
 
 	listened := make(chan error, 1)
-	go func() { listened <- l.Listen(Channel) }() // waits until connected
+	go func() { listened <- l.Listen(channel) }() // waits until connected
 	go func() {
 		select {
 		case err := <-listened:
