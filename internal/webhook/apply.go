@@ -20,6 +20,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
 	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -252,25 +253,12 @@ func (f found) deleteResult() Result {
 	return ResultApplied
 }
 
-// lock reaches a row as a says. query selects it; insert is an INSERT …
-// ON CONFLICT DO NOTHING, and when it inserts, the new row is the caller's
-// (an uncommitted insert is locked too). If a concurrent transaction
-// inserted the row first, the insert waits for it, does nothing, and the
-// row it committed is selected and locked.
+// lock reaches a row as a says (tenancy.LockOrInsert). query selects it
+// and locks it; insert is an INSERT … ON CONFLICT DO NOTHING.
 func lock(ctx context.Context, a access, query func(context.Context) (found, error), insert func(context.Context) error) (found, error) {
-	if a != insertFirst {
-		f, err := query(ctx)
-		if !ent.IsNotFound(err) {
-			return f, err
-		}
-	}
-	switch err := insert(ctx); {
-	case err == nil:
-		return found{inserted: true}, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return found{}, err
-	}
-	return query(ctx)
+	f, inserted, err := tenancy.LockOrInsert(ctx, a == insertFirst, query, insert)
+	f.inserted = inserted
+	return f, err
 }
 
 // Row locks (SELECT … FOR UPDATE / FOR SHARE) are taken on Postgres only.
