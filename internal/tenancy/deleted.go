@@ -82,6 +82,31 @@ func RefuseDeletedTenant() ent.Hook {
 	}
 }
 
+// InTx runs f in a transaction of client, as every viewer's write of
+// tenant-owned rows must run (RefuseDeletedTenant), and commits it if f
+// succeeds. If f fails, or panics, the transaction is rolled back; f's
+// error is returned as it is, and the panic goes on.
+func InTx(ctx context.Context, client *ent.Client, f func(tx *ent.Client) error) error {
+	tx, err := client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			tx.Rollback() //nolint:errcheck // f's error, or its panic, is the one to report
+		}
+	}()
+	if err := f(tx.Client()); err != nil {
+		return err
+	}
+	finished = true
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
 // lockLiveTenant locks the row of tenantID's organization or user FOR SHARE
 // through client (a transaction's), inserting a stub first if there is
 // none, and returns ErrTenantDeleted if it is a tombstone.
