@@ -147,11 +147,14 @@ func TestWritesOutsideATransactionAreRefused(t *testing.T) {
 		c := w.client
 		ctx := asUser(alice, orgA)
 		before := projects(t, c)
-		if err := c.Project.Create().SetOwnerID(alice).SetName("unchecked").Exec(ctx); err == nil {
-			t.Error("create outside a transaction succeeded")
+		if err := c.Project.Create().SetOwnerID(alice).SetName("unchecked").Exec(ctx); !errors.Is(err, tenancy.ErrNotInTx) {
+			t.Errorf("create outside a transaction: %v, want the not-in-a-transaction error", err)
 		}
-		if err := c.Project.UpdateOneID(w.projectA).SetName("unchecked").Exec(ctx); err == nil {
-			t.Error("update outside a transaction succeeded")
+		if err := c.Project.UpdateOneID(w.projectA).SetName("unchecked").Exec(ctx); !errors.Is(err, tenancy.ErrNotInTx) {
+			t.Errorf("update outside a transaction: %v, want the not-in-a-transaction error", err)
+		}
+		if _, err := c.Project.Update().SetName("unchecked").Save(ctx); !errors.Is(err, tenancy.ErrNotInTx) {
+			t.Errorf("bulk update outside a transaction: %v, want the not-in-a-transaction error", err)
 		}
 		if len(projects(t, c)) != len(before) || projects(t, c)[w.projectA].Name != before[w.projectA].Name {
 			t.Error("a write outside a transaction changed the projects")
