@@ -3,12 +3,12 @@
 // every replica within a second.
 //
 // The webhook receiver, having applied an event, Publishes the keys of the
-// rows it changed inside its transaction: each is a Postgres NOTIFY on
-// Channel, which Postgres delivers to every listening replica when, and only
-// if, the transaction commits. Once it has committed, the receiver calls
-// Committed, and this replica's caches drop the keys at once. Every replica
-// Listens on Channel with lib/pq's Listener and hands the keys other
-// replicas changed to its caches.
+// cached rows it changed inside its transaction: each is a Postgres NOTIFY
+// on the channel "gatehouse_invalidate", which Postgres delivers to every
+// listening replica when, and only if, the transaction commits. Once it has
+// committed, the receiver calls Committed, and this replica's caches drop
+// the keys at once. Every replica Listens on the channel with lib/pq's
+// Listener and hands the keys other replicas changed to its caches.
 //
 // Notifications can be lost: while a replica's listening connection is down
 // (a database restart, a network fault), nothing reaches it. The Listener
@@ -36,21 +36,16 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 )
 
-// Channel is the Postgres notification channel replicas share.
-const Channel = "gatehouse_invalidate"
+// channel is the Postgres notification channel replicas share.
+const channel = "gatehouse_invalidate"
 
-// A Key names a changed row, the same way on every replica: "user:<id>",
-// "organization:<id>", or "membership:<organization id>:<user id>".
+// A Key names a changed row, the same way on every replica. The only rows
+// cached are users' (the provisioner's live users), so the only keys are
+// "user:<id>"; a cache ignores keys it does not know.
 type Key string
 
 // User is the key of a user's row.
 func User(id string) Key { return Key("user:" + id) }
-
-// Organization is the key of an organization's row.
-func Organization(id string) Key { return Key("organization:" + id) }
-
-// Membership is the key of a user's membership in an organization.
-func Membership(orgID, userID string) Key { return Key("membership:" + orgID + ":" + userID) }
 
 // UserID returns the id of the user k names, if it names a user.
 func (k Key) UserID() (string, bool) {
@@ -160,7 +155,7 @@ func (b *Bus) Publish(ctx context.Context, keys ...Key) error {
 		return nil
 	}
 	for _, k := range keys {
-		if err := store.Notify(ctx, Channel, b.origin+" "+string(k)); err != nil {
+		if err := store.Notify(ctx, channel, b.origin+" "+string(k)); err != nil {
 			return err
 		}
 	}
@@ -183,7 +178,7 @@ func (b *Bus) Committed(keys ...Key) {
 	}
 }
 
-// Subscribed is closed once Listen has subscribed to Channel for the first
+// Subscribed is closed once Listen has subscribed to the channel for the first
 // time: from then on, the other replicas' changes reach this one.
 func (b *Bus) Subscribed() <-chan struct{} { return b.subscribed }
 
@@ -231,7 +226,7 @@ func (b *Bus) Listen(ctx context.Context) error {
 	}()
 
 	listened := make(chan error, 1)
-	go func() { listened <- l.Listen(Channel) }() // waits until connected
+	go func() { listened <- l.Listen(channel) }() // waits until connected
 	go func() {
 		select {
 		case err := <-listened:

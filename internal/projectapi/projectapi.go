@@ -29,6 +29,7 @@ import (
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
 	"github.com/gatehouse-dev/gatehouse/internal/pagetoken"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -78,8 +79,11 @@ func (s *Service) CreateProject(ctx context.Context, req *gatehousev1.CreateProj
 		return nil, err
 	}
 	now := now()
+	// Writes run in a transaction of their own: in it, the store checks that
+	// the caller's tenant was not deleted (tenancy.ErrTenantDeleted, shown
+	// as FAILED_PRECONDITION) and holds that answer until the write commits.
 	var row *ent.Project
-	err = s.write(ctx, func(tx *ent.Client) (err error) {
+	err = tenancy.InTx(ctx, s.client, func(tx *ent.Client) (err error) {
 		row, err = tx.Project.Create().
 			SetOwnerID(owner).
 			SetName(name).
@@ -226,7 +230,7 @@ func (s *Service) UpdateProject(ctx context.Context, req *gatehousev1.UpdateProj
 	// One UPDATE … WHERE id = ? AND tenant_id = ?, then a read of the row:
 	// no read-modify-write here.
 	var row *ent.Project
-	err := s.write(ctx, func(tx *ent.Client) (err error) {
+	err := tenancy.InTx(ctx, s.client, func(tx *ent.Client) (err error) {
 		u := tx.Project.UpdateOneID(in.GetId()).SetUpdatedAt(now())
 		if setName {
 			u.SetName(name)
@@ -256,26 +260,6 @@ func (s *Service) DeleteProject(ctx context.Context, req *gatehousev1.DeleteProj
 		return nil, notFound(err)
 	}
 	return &gatehousev1.DeleteProjectResponse{}, nil
-}
-
-// write runs f, the creates and updates of one RPC, in a transaction of
-// its own. The store requires one: in it, it checks that the caller's
-// tenant has not been deleted (organization.deleted, user.deleted) and
-// holds that answer until the write commits; a deleted tenant is
-// tenancy.ErrTenantDeleted, FAILED_PRECONDITION.
-func (s *Service) write(ctx context.Context, f func(tx *ent.Client) error) error {
-	tx, err := s.client.Tx(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	if err := f(tx.Client()); err != nil {
-		tx.Rollback() //nolint:errcheck // the write's error is the one to report
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
 }
 
 var errProjectNotFound = fmt.Errorf("project %w", derrors.ErrNotFound)

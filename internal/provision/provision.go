@@ -110,10 +110,18 @@ type Provisioner struct {
 
 	mu    sync.Mutex
 	known map[string]knownUser
-	// forgets counts Forget and ForgetAll calls, so that a look-up that
-	// began before one does not cache the row it read, which may be the
-	// very one the change replaced.
-	forgets uint64
+	// lookups holds the user ids whose rows are being read, so that a
+	// look-up that an invalidation of its user overtook does not cache
+	// the row it read, which may be the very one the change replaced. An
+	// entry lives only while look-ups of its id are in flight.
+	lookups map[string]*lookup
+}
+
+// lookup counts the look-ups of one user id in flight, and the
+// invalidations of that user since the first of them began.
+type lookup struct {
+	n   int    // look-ups in flight
+	gen uint64 // bumped by each invalidation of the user
 }
 
 // knownUser is a user row found live, trusted until a time.
@@ -145,6 +153,7 @@ func New(client *ent.Client, users UserSource, opts Options) *Provisioner {
 		maxKnown:   opts.MaxKnown,
 		now:        opts.Now,
 		known:      make(map[string]knownUser),
+		lookups:    make(map[string]*lookup),
 	}
 }
 
@@ -230,21 +239,53 @@ func (pv *Provisioner) ensure(ctx context.Context, id string) error {
 // check looks the user up: done when the row exists (with an error if it
 // is a tombstone), not done when there is no row.
 func (pv *Provisioner) check(sys context.Context, id string) (done bool, err error) {
-	pv.mu.Lock()
-	forgets := pv.forgets
-	pv.mu.Unlock()
+	gen := pv.beginLookup(id)
 	u, err := pv.client.User.Get(sys, id)
+	pv.endLookup(id, gen, u)
 	switch {
 	case ent.IsNotFound(err):
 		return false, nil
 	case err != nil:
 		return true, fmt.Errorf("provision user %s: look up: %w", id, err)
 	case u.DeletedAt != nil:
-		pv.Forget(id)
 		return true, ErrDeletedUser
 	}
-	pv.remember(u, forgets)
 	return true, nil
+}
+
+// beginLookup registers a look-up of user id and returns the generation
+// that endLookup compares.
+func (pv *Provisioner) beginLookup(id string) uint64 {
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	l := pv.lookups[id]
+	if l == nil {
+		l = &lookup{}
+		pv.lookups[id] = l
+	}
+	l.n++
+	return l.gen
+}
+
+// endLookup ends a look-up of user id begun at generation gen that read u
+// (nil if it read no row). A live row is remembered unless the user was
+// invalidated since the look-up began; a tombstone is forgotten.
+func (pv *Provisioner) endLookup(id string, gen uint64, u *ent.User) {
+	now := pv.now()
+	pv.mu.Lock()
+	defer pv.mu.Unlock()
+	l := pv.lookups[id]
+	overtaken := l.gen != gen
+	if l.n--; l.n == 0 {
+		delete(pv.lookups, id)
+	}
+	switch {
+	case u == nil:
+	case u.DeletedAt != nil:
+		pv.forget(id)
+	case !overtaken:
+		pv.remember(u, now)
+	}
 }
 
 // LiveUser returns the row of user id if EnsureUser found it live within the
@@ -252,7 +293,7 @@ func (pv *Provisioner) check(sys context.Context, id string) (done bool, err err
 // vouched for. The row is shared: callers must not modify it. A change made
 // through a webhook shows at once on this replica and, through Postgres
 // notifications (internal/invalidation), within a second on the others
-// (see Forget); within LiveTTL if notifications are lost.
+// (see Invalidate); within LiveTTL if notifications are lost.
 func (pv *Provisioner) LiveUser(id string) (*ent.User, bool) {
 	now := pv.now()
 	pv.mu.Lock()
@@ -264,46 +305,43 @@ func (pv *Provisioner) LiveUser(id string) (*ent.User, bool) {
 	return k.row, true
 }
 
-// Forget drops what the Provisioner knows of user id; the next call looks
-// the user up again. It is called when a user event is applied, here or on
-// another replica (Invalidate).
-func (pv *Provisioner) Forget(id string) {
-	pv.mu.Lock()
-	defer pv.mu.Unlock()
-	delete(pv.known, id)
-	pv.forgets++
+var _ invalidation.Cache = (*Provisioner)(nil)
+
+// Invalidate forgets the user key names (invalidation.User): the next call
+// looks the user up again, and a look-up in flight does not cache what it
+// read. It is called when a user event is applied, here or on another
+// replica. Other keys are ignored.
+func (pv *Provisioner) Invalidate(key invalidation.Key) {
+	if id, ok := key.UserID(); ok {
+		pv.mu.Lock()
+		defer pv.mu.Unlock()
+		pv.forget(id)
+	}
 }
 
-// ForgetAll drops every user the Provisioner knows.
-func (pv *Provisioner) ForgetAll() {
+// InvalidateAll forgets every user, and no look-up in flight caches what it
+// read: notifications of changes may have been lost.
+func (pv *Provisioner) InvalidateAll() {
 	pv.mu.Lock()
 	defer pv.mu.Unlock()
 	clear(pv.known)
-	pv.forgets++
-}
-
-var _ invalidation.Cache = (*Provisioner)(nil)
-
-// Invalidate forgets the user key names (invalidation.User); it ignores
-// other keys.
-func (pv *Provisioner) Invalidate(key invalidation.Key) {
-	if id, ok := key.UserID(); ok {
-		pv.Forget(id)
+	for _, l := range pv.lookups {
+		l.gen++
 	}
 }
 
-// InvalidateAll forgets every user: notifications of changes may have been
-// lost.
-func (pv *Provisioner) InvalidateAll() { pv.ForgetAll() }
-
-// remember caches u as live, unless a Forget came since forgets was read.
-func (pv *Provisioner) remember(u *ent.User, forgets uint64) {
-	now := pv.now()
-	pv.mu.Lock()
-	defer pv.mu.Unlock()
-	if pv.forgets != forgets {
-		return
+// forget drops user id, and keeps the look-ups of id in flight from caching
+// it. pv.mu must be held.
+func (pv *Provisioner) forget(id string) {
+	delete(pv.known, id)
+	if l := pv.lookups[id]; l != nil {
+		l.gen++
 	}
+}
+
+// remember caches u as live until now+LiveTTL, making room if the cache is
+// full. pv.mu must be held.
+func (pv *Provisioner) remember(u *ent.User, now time.Time) {
 	if len(pv.known) >= pv.maxKnown {
 		for k, ku := range pv.known {
 			if !now.Before(ku.until) {

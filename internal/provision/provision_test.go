@@ -350,43 +350,59 @@ type sourceFunc func(ctx context.Context, id string) (*clerk.User, error)
 
 func (f sourceFunc) User(ctx context.Context, id string) (*clerk.User, error) { return f(ctx, id) }
 
-// TestForgetDuringALookUpWins: a Forget (a webhook changed the user) that
-// comes while EnsureUser is reading the row keeps that read from being
-// trusted: the row read may be the very one the change replaced.
-func TestForgetDuringALookUpWins(t *testing.T) {
-	s := storetest.Open(t, "sqlite")
-	p := provision.New(s.Client, nil, provision.Options{})
-	ctx := context.Background()
-	if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
-		t.Fatal(err)
-	}
-	p.Forget("user_raced")
+// TestInvalidationDuringALookUpWins: an invalidation of the user (a webhook
+// changed them) that comes while EnsureUser is reading the row keeps that
+// read from being trusted: the row read may be the very one the change
+// replaced. An invalidation of another user does not.
+func TestInvalidationDuringALookUpWins(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		invalidate func(*provision.Provisioner)
+		trusted    bool
+	}{
+		{"the same user", func(p *provision.Provisioner) { p.Invalidate(invalidation.User("user_raced")) }, false},
+		{"everyone", func(p *provision.Provisioner) { p.InvalidateAll() }, false},
+		{"another user", func(p *provision.Provisioner) { p.Invalidate(invalidation.User("user_other")) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := storetest.Open(t, "sqlite")
+			p := provision.New(s.Client, nil, provision.Options{})
+			ctx := context.Background()
+			if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
+				t.Fatal(err)
+			}
+			p.Invalidate(invalidation.User("user_raced"))
 
-	reading, resume := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	s.Client.User.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
-		return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
-			v, err := next.Query(ctx, q)
-			once.Do(func() { close(reading); <-resume }) // the row is read, not yet trusted
-			return v, err
+			reading, resume := make(chan struct{}), make(chan struct{})
+			var once sync.Once
+			s.Client.User.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
+				return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
+					v, err := next.Query(ctx, q)
+					once.Do(func() { close(reading); <-resume }) // the row is read, not yet trusted
+					return v, err
+				})
+			}))
+			done := make(chan error, 1)
+			go func() { done <- p.EnsureUser(ctx, principal("user_raced")) }()
+			<-reading
+			tc.invalidate(p)
+			close(resume)
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := p.LiveUser("user_raced"); ok != tc.trusted {
+				t.Errorf("the row read across an invalidation of %s: trusted = %v, want %v", tc.name, ok, tc.trusted)
+			}
+			if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := p.LiveUser("user_raced"); !ok {
+				t.Error("a look-up after the invalidation is not trusted")
+			}
+			if n := provision.LookupsInFlight(p); n != 0 {
+				t.Errorf("%d look-ups still registered after they ended", n)
+			}
 		})
-	}))
-	done := make(chan error, 1)
-	go func() { done <- p.EnsureUser(ctx, principal("user_raced")) }()
-	<-reading
-	p.Forget("user_raced")
-	close(resume)
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := p.LiveUser("user_raced"); ok {
-		t.Error("the row read before the Forget is trusted after it")
-	}
-	if err := p.EnsureUser(ctx, principal("user_raced")); err != nil {
-		t.Fatal(err)
-	}
-	if _, ok := p.LiveUser("user_raced"); !ok {
-		t.Error("a look-up after the Forget is not trusted")
 	}
 }
 
@@ -401,8 +417,8 @@ func TestInvalidate(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.Invalidate(invalidation.Organization("user_a"))
-	p.Invalidate(invalidation.Membership("org_x", "user_a"))
+	p.Invalidate("organization:user_a")
+	p.Invalidate("membership:org_x:user_a")
 	if _, ok := p.LiveUser("user_a"); !ok {
 		t.Error("a key of another kind dropped user_a")
 	}

@@ -30,9 +30,10 @@ var errNotInTx = errors.New("tenancy: a write of tenant-owned rows must run in a
 // ErrTenantDeleted once the tenant's organization (org_…) or user (user_…)
 // is a tombstone — a session stays valid for up to a minute after
 // organization.deleted or user.deleted, and another replica trusts a live
-// user for a few seconds. Deletes pass: emptying a deleted tenant is fine.
-// Gatehouse's own writes (the webhooks) pass: they check tombstones
-// themselves.
+// user until the deletion's notification reaches it, under a second (for up
+// to 5 s, the provisioner's window, if notifications are lost). Deletes
+// pass: emptying a deleted tenant is fine. Gatehouse's own writes (the
+// webhooks) pass: they check tombstones themselves.
 //
 // The check runs in the write's own transaction, and takes the tenant row's
 // lock FOR SHARE (on Postgres) until it commits; organization.deleted and
@@ -81,55 +82,67 @@ func RefuseDeletedTenant() ent.Hook {
 	}
 }
 
+// InTx runs f in a transaction of client, as every viewer's write of
+// tenant-owned rows must run (RefuseDeletedTenant), and commits it if f
+// succeeds. If f fails, or panics, the transaction is rolled back; f's
+// error is returned as it is, and the panic goes on.
+func InTx(ctx context.Context, client *ent.Client, f func(tx *ent.Client) error) error {
+	tx, err := client.Tx(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	finished := false
+	defer func() {
+		if !finished {
+			tx.Rollback() //nolint:errcheck // f's error, or its panic, is the one to report
+		}
+	}()
+	if err := f(tx.Client()); err != nil {
+		return err
+	}
+	finished = true
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
 // lockLiveTenant locks the row of tenantID's organization or user FOR SHARE
 // through client (a transaction's), inserting a stub first if there is
 // none, and returns ErrTenantDeleted if it is a tombstone.
 func lockLiveTenant(ctx context.Context, client *ent.Client, tenantID string) error {
 	sys := viewer.NewSystemContext(ctx)
-	var (
-		kind   string
-		query  func() (*time.Time, error)
-		insert func() error
-	)
 	now := time.Now().UTC()
+	// Only the statements differ between the two kinds of tenant: ent's
+	// builders are typed per entity.
+	kind := "user"
+	query := func(ctx context.Context) (*time.Time, error) {
+		u, err := client.User.Query().Where(user.ID(tenantID), forShare).Only(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return u.DeletedAt, nil
+	}
+	insert := func(ctx context.Context) error {
+		return client.User.Create().SetID(tenantID).SetCreatedAt(now).SetUpdatedAt(now).
+			OnConflictColumns(user.FieldID).DoNothing().Exec(ctx)
+	}
 	if strings.HasPrefix(tenantID, "org_") {
 		kind = "organization"
-		query = func() (*time.Time, error) {
-			o, err := client.Organization.Query().Where(organization.ID(tenantID), forShare).Only(sys)
+		query = func(ctx context.Context) (*time.Time, error) {
+			o, err := client.Organization.Query().Where(organization.ID(tenantID), forShare).Only(ctx)
 			if err != nil {
 				return nil, err
 			}
 			return o.DeletedAt, nil
 		}
-		insert = func() error {
+		insert = func(ctx context.Context) error {
 			return client.Organization.Create().SetID(tenantID).SetCreatedAt(now).SetUpdatedAt(now).
-				OnConflictColumns(organization.FieldID).DoNothing().Exec(sys)
-		}
-	} else {
-		kind = "user"
-		query = func() (*time.Time, error) {
-			u, err := client.User.Query().Where(user.ID(tenantID), forShare).Only(sys)
-			if err != nil {
-				return nil, err
-			}
-			return u.DeletedAt, nil
-		}
-		insert = func() error {
-			return client.User.Create().SetID(tenantID).SetCreatedAt(now).SetUpdatedAt(now).
-				OnConflictColumns(user.FieldID).DoNothing().Exec(sys)
+				OnConflictColumns(organization.FieldID).DoNothing().Exec(ctx)
 		}
 	}
-	deletedAt, err := query()
-	if ent.IsNotFound(err) {
-		// An insert that conflicts with one in flight waits for it; ent
-		// reports an insert that did nothing as sql.ErrNoRows.
-		switch err = insert(); {
-		case err == nil:
-			return nil // a new row, locked by this transaction
-		case errors.Is(err, sql.ErrNoRows):
-			deletedAt, err = query()
-		}
-	}
+	// A stub this transaction inserted is live (deletedAt nil).
+	deletedAt, _, err := LockOrInsert(sys, false, query, insert)
 	switch {
 	case err != nil:
 		return fmt.Errorf("tenancy: look up %s %s: %w", kind, tenantID, err)
@@ -137,6 +150,39 @@ func lockLiveTenant(ctx context.Context, client *ent.Client, tenantID string) er
 		return fmt.Errorf("%s %s: %w", kind, tenantID, ErrTenantDeleted)
 	}
 	return nil
+}
+
+// LockOrInsert reaches a row that may not exist yet and holds its lock for
+// the rest of the transaction: query selects the row and locks it (FOR
+// UPDATE or FOR SHARE on Postgres), and insert adds it by INSERT … ON
+// CONFLICT DO NOTHING when query finds none (ent.IsNotFound). When the
+// insert inserts, the new row is the caller's — an uncommitted insert is
+// locked too — and inserted is true (row is then R's zero value). When a
+// concurrent transaction inserted the row first, the insert waits for it
+// to commit and does nothing (ent reports sql.ErrNoRows), and the committed
+// row is selected and locked. With insertFirst the insert is tried before
+// the select: for a row that is usually new, that saves a round trip.
+//
+// RefuseDeletedTenant and the webhook appliers (internal/webhook) reach the
+// organization and user rows this way, so that a write into a tenant and
+// the deletion that tombstones its row are ordered by that row's lock even
+// when neither found the row there.
+func LockOrInsert[R any](ctx context.Context, insertFirst bool, query func(context.Context) (R, error), insert func(context.Context) error) (row R, inserted bool, err error) {
+	if !insertFirst {
+		row, err = query(ctx)
+		if !ent.IsNotFound(err) {
+			return row, false, err
+		}
+	}
+	var zero R
+	switch err := insert(ctx); {
+	case err == nil:
+		return zero, true, nil
+	case !errors.Is(err, sql.ErrNoRows):
+		return zero, false, err
+	}
+	row, err = query(ctx)
+	return row, false, err
 }
 
 // forShare locks the selected rows FOR SHARE on Postgres. SQLite has no row

@@ -112,13 +112,13 @@ func TestWritesIntoDeletedTenantsAreRefused(t *testing.T) {
 			tenant, user, project string
 		}{{orgA, alice, w.projectA}, {carol, carol, w.projectCarol}} {
 			ctx := asUser(tc.user, tc.tenant)
-			wantTenantDeleted(t, inTx(t, c, func(c *ent.Client) error {
+			wantTenantDeleted(t, tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
 				return c.Project.Create().SetOwnerID(tc.user).SetName("after").Exec(ctx)
 			}))
-			wantTenantDeleted(t, inTx(t, c, func(c *ent.Client) error {
+			wantTenantDeleted(t, tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
 				return c.Project.UpdateOneID(tc.project).SetName("renamed").Exec(ctx)
 			}))
-			wantTenantDeleted(t, inTx(t, c, func(c *ent.Client) error {
+			wantTenantDeleted(t, tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
 				_, err := c.Project.Update().SetName("renamed").Save(ctx)
 				return err
 			}))
@@ -131,7 +131,7 @@ func TestWritesIntoDeletedTenantsAreRefused(t *testing.T) {
 			t.Errorf("delete in a deleted tenant: %v", err)
 		}
 		// A live tenant beside them is unaffected.
-		if err := inTx(t, c, func(c *ent.Client) error {
+		if err := tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
 			return c.Project.Create().SetOwnerID(dave).SetName("still here").Exec(asUser(dave, dave))
 		}); err != nil {
 			t.Errorf("create in a live tenant: %v", err)
@@ -147,14 +147,62 @@ func TestWritesOutsideATransactionAreRefused(t *testing.T) {
 		c := w.client
 		ctx := asUser(alice, orgA)
 		before := projects(t, c)
-		if err := c.Project.Create().SetOwnerID(alice).SetName("unchecked").Exec(ctx); err == nil {
-			t.Error("create outside a transaction succeeded")
+		if err := c.Project.Create().SetOwnerID(alice).SetName("unchecked").Exec(ctx); !errors.Is(err, tenancy.ErrNotInTx) {
+			t.Errorf("create outside a transaction: %v, want the not-in-a-transaction error", err)
 		}
-		if err := c.Project.UpdateOneID(w.projectA).SetName("unchecked").Exec(ctx); err == nil {
-			t.Error("update outside a transaction succeeded")
+		if err := c.Project.UpdateOneID(w.projectA).SetName("unchecked").Exec(ctx); !errors.Is(err, tenancy.ErrNotInTx) {
+			t.Errorf("update outside a transaction: %v, want the not-in-a-transaction error", err)
+		}
+		if _, err := c.Project.Update().SetName("unchecked").Save(ctx); !errors.Is(err, tenancy.ErrNotInTx) {
+			t.Errorf("bulk update outside a transaction: %v, want the not-in-a-transaction error", err)
 		}
 		if len(projects(t, c)) != len(before) || projects(t, c)[w.projectA].Name != before[w.projectA].Name {
 			t.Error("a write outside a transaction changed the projects")
+		}
+	})
+}
+
+// TestInTx: the write commits when f succeeds; when f fails, or panics,
+// nothing of it stays, and the store takes the next write.
+func TestInTx(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		w := seed(t, s)
+		c := w.client
+		ctx := asUser(dave, dave)
+		create := func(name string) func(c *ent.Client) error {
+			return func(c *ent.Client) error { return c.Project.Create().SetOwnerID(dave).SetName(name).Exec(ctx) }
+		}
+		failed := errors.New("f failed")
+		if err := tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
+			if err := create("failed")(c); err != nil {
+				return err
+			}
+			return failed
+		}); err != failed {
+			t.Errorf("InTx = %v, want f's error as it is", err)
+		}
+		func() {
+			defer func() {
+				if v := recover(); v != "f panicked" {
+					t.Errorf("recovered %v, want f's panic", v)
+				}
+			}()
+			tenancy.InTx(context.Background(), c, func(c *ent.Client) error { //nolint:errcheck // it panics
+				if err := create("panicked")(c); err != nil {
+					return err
+				}
+				panic("f panicked")
+			})
+		}()
+		if err := tenancy.InTx(context.Background(), c, create("committed")); err != nil {
+			t.Fatalf("InTx after a failure and a panic: %v", err)
+		}
+		names := map[string]bool{}
+		for _, p := range projects(t, c) {
+			names[p.Name] = true
+		}
+		if names["failed"] || names["panicked"] || !names["committed"] {
+			t.Errorf("projects named failed, panicked, committed: %v, %v, %v; want only committed", names["failed"], names["panicked"], names["committed"])
 		}
 	})
 }
@@ -239,7 +287,7 @@ func TestWriteAndDeletionInterleaved(t *testing.T) {
 			}
 			tx.Project.Delete().Where(project.TenantID(tenant)).ExecX(sys)
 			write := started(func() error {
-				return inTx(t, c, func(c *ent.Client) error {
+				return tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
 					return c.Project.Create().SetOwnerID(bob).SetName("late").Exec(asUser(bob, tenant))
 				})
 			})

@@ -19,6 +19,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -92,7 +93,7 @@ func seed(t *testing.T, s *store.Store) *world {
 		// Created as the owner would create it, so that the seed itself
 		// exercises the create path of the policy.
 		var got *ent.Project
-		err := inTx(t, c, func(c *ent.Client) (err error) {
+		err := tenancy.InTx(context.Background(), c, func(c *ent.Client) (err error) {
 			got, err = c.Project.Create().SetName("p of " + p.tenant).SetOwnerID(p.owner).
 				Save(asUser(p.owner, p.tenant))
 			return err
@@ -106,21 +107,6 @@ func seed(t *testing.T, s *store.Store) *world {
 		*p.id = got.ID
 	}
 	return w
-}
-
-// inTx runs f in a transaction of c, as every viewer's write of tenant-owned
-// rows must run (see RefuseDeletedTenant), and commits it if f succeeds.
-func inTx(t *testing.T, c *ent.Client, f func(*ent.Client) error) error {
-	t.Helper()
-	tx, err := c.Tx(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f(tx.Client()); err != nil {
-		tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 func asUser(subject, tenant string) context.Context {
@@ -266,13 +252,13 @@ func TestProjectsOfAnotherTenantAreUnreachable(t *testing.T) {
 			t.Errorf("Count() = %d, %v; want 1", n, err)
 		}
 
-		if err := inTx(t, c, func(c *ent.Client) error { return c.Project.UpdateOneID(w.projectB).SetName("pwned").Exec(ctx) }); !ent.IsNotFound(err) {
+		if err := tenancy.InTx(context.Background(), c, func(c *ent.Client) error { return c.Project.UpdateOneID(w.projectB).SetName("pwned").Exec(ctx) }); !ent.IsNotFound(err) {
 			t.Errorf("UpdateOneID(B's) err = %v, want not found", err)
 		}
 		if err := c.Project.DeleteOneID(w.projectB).Exec(ctx); !ent.IsNotFound(err) {
 			t.Errorf("DeleteOneID(B's) err = %v, want not found", err)
 		}
-		err = inTx(t, c, func(c *ent.Client) (err error) {
+		err = tenancy.InTx(context.Background(), c, func(c *ent.Client) (err error) {
 			n, err = c.Project.Update().Where(project.ID(w.projectB)).SetName("pwned").Save(ctx)
 			return err
 		})
@@ -283,7 +269,7 @@ func TestProjectsOfAnotherTenantAreUnreachable(t *testing.T) {
 			t.Errorf("Delete(tenant = B) = %d, %v; want 0 rows", n, err)
 		}
 		// Unfiltered bulk writes reach the caller's own rows only.
-		err = inTx(t, c, func(c *ent.Client) (err error) {
+		err = tenancy.InTx(context.Background(), c, func(c *ent.Client) (err error) {
 			n, err = c.Project.Update().SetDescription("mine").Save(ctx)
 			return err
 		})
@@ -319,7 +305,7 @@ func TestCreateTakesTheViewersTenant(t *testing.T) {
 			err := c.Project.Create().SetTenantID(tenant).SetOwnerID(alice).SetName("planted").Exec(ctx)
 			wantDenied(t, "create in "+tenant, err)
 		}
-		err := inTx(t, c, func(c *ent.Client) error {
+		err := tenancy.InTx(context.Background(), c, func(c *ent.Client) error {
 			return c.Project.CreateBulk(
 				c.Project.Create().SetOwnerID(alice).SetName("mine"),
 				c.Project.Create().SetTenantID(orgB).SetOwnerID(alice).SetName("planted"),
@@ -331,7 +317,7 @@ func TestCreateTakesTheViewersTenant(t *testing.T) {
 		}
 
 		var p *ent.Project
-		err = inTx(t, c, func(c *ent.Client) (err error) {
+		err = tenancy.InTx(context.Background(), c, func(c *ent.Client) (err error) {
 			p, err = c.Project.Create().SetOwnerID(alice).SetName("mine").Save(ctx)
 			return err
 		})
@@ -341,7 +327,7 @@ func TestCreateTakesTheViewersTenant(t *testing.T) {
 		if p.TenantID != orgA {
 			t.Errorf("tenant = %q, want %q", p.TenantID, orgA)
 		}
-		err = inTx(t, c, func(c *ent.Client) (err error) {
+		err = tenancy.InTx(context.Background(), c, func(c *ent.Client) (err error) {
 			p, err = c.Project.Create().SetTenantID(orgA).SetOwnerID(alice).SetName("mine too").Save(ctx)
 			return err
 		})
@@ -401,7 +387,7 @@ func TestUpsertCannotReachAnotherTenant(t *testing.T) {
 				before := projects(t, c)
 				// The outcome may be a denial or a fresh row of A's; either is
 				// fine so long as no other tenant's row moved.
-				err := inTx(t, c, func(c *ent.Client) error { return tt.upsert(asUser(alice, orgA), c, w.projectB) })
+				err := tenancy.InTx(context.Background(), c, func(c *ent.Client) error { return tt.upsert(asUser(alice, orgA), c, w.projectB) })
 				after := projects(t, c)
 				for _, tenant := range []string{orgB, carol, dave} {
 					if diff := cmp.Diff(onlyTenant(before, tenant), onlyTenant(after, tenant)); diff != "" {
@@ -428,7 +414,7 @@ func TestUpsertOfOwnRowTouchesOwnTenantOnly(t *testing.T) {
 		ctx := asUser(alice, orgA)
 		before := projects(t, c)
 		var id string
-		err := inTx(t, c, func(c *ent.Client) (err error) {
+		err := tenancy.InTx(context.Background(), c, func(c *ent.Client) (err error) {
 			id, err = c.Project.Create().SetID(w.projectA).SetOwnerID(alice).SetName("again").
 				OnConflictColumns(project.FieldTenantID, project.FieldID).UpdateNewValues().ID(ctx)
 			return err

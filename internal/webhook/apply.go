@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/lib/pq"
 
@@ -20,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/webhookevent"
 	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/tenancy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -134,17 +136,14 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 	return res, nil
 }
 
-// changedKeys names the rows an applied event changed, for the caches that
-// hold them (internal/invalidation). A user.deleted or organization.deleted
-// also ends memberships: the user's or organization's key stands for those.
+// changedKeys names the cached rows an applied event changed, for the
+// caches that hold them (internal/invalidation). Only users' rows are cached
+// (the provisioner's live users), so only user.* events change any:
+// organization and membership events, which never change a user's row
+// (they at most insert a stub, which no cache can hold), send nothing.
 func changedKeys(ev *Event) []invalidation.Key {
-	switch {
-	case strings.HasPrefix(ev.Type, "user."):
+	if strings.HasPrefix(ev.Type, "user.") {
 		return []invalidation.Key{invalidation.User(ev.ObjectID)}
-	case strings.HasPrefix(ev.Type, "organization."):
-		return []invalidation.Key{invalidation.Organization(ev.ObjectID)}
-	case strings.HasPrefix(ev.Type, "organizationMembership.") && ev.membership != nil:
-		return []invalidation.Key{invalidation.Membership(ev.membership.Organization.ID, ev.membership.PublicUserData.UserID)}
 	}
 	return nil
 }
@@ -255,25 +254,12 @@ func (f found) deleteResult() Result {
 	return ResultApplied
 }
 
-// lock reaches a row as a says. query selects it; insert is an INSERT …
-// ON CONFLICT DO NOTHING, and when it inserts, the new row is the caller's
-// (an uncommitted insert is locked too). If a concurrent transaction
-// inserted the row first, the insert waits for it, does nothing, and the
-// row it committed is selected and locked.
+// lock reaches a row as a says (tenancy.LockOrInsert). query selects it
+// and locks it; insert is an INSERT … ON CONFLICT DO NOTHING.
 func lock(ctx context.Context, a access, query func(context.Context) (found, error), insert func(context.Context) error) (found, error) {
-	if a != insertFirst {
-		f, err := query(ctx)
-		if !ent.IsNotFound(err) {
-			return f, err
-		}
-	}
-	switch err := insert(ctx); {
-	case err == nil:
-		return found{inserted: true}, nil
-	case !errors.Is(err, sql.ErrNoRows):
-		return found{}, err
-	}
-	return query(ctx)
+	f, inserted, err := tenancy.LockOrInsert(ctx, a == insertFirst, query, insert)
+	f.inserted = inserted
+	return f, err
 }
 
 // Row locks (SELECT … FOR UPDATE / FOR SHARE) are taken on Postgres only.
@@ -423,14 +409,24 @@ func deleteUser(ctx context.Context, tx *ent.Tx, id string, now time.Time) (Resu
 // request's IP address and user agent), and a list of fields to redact
 // would miss whatever Clerk adds next.
 //
-// It runs last in deleteUser, in its own statement: under READ COMMITTED
-// it sees every event row committed while deleteUser waited on its locks.
-// An event about the user still in flight then waits for the user row
-// that deleteUser holds, finds the tombstone, and keeps no payload either
-// (applyEvent's userDeleted).
+// The events are found by their user_id, and those stored before that
+// column existed by their payload (legacyEventsOf).
+//
+// Its update runs last in deleteUser, in a statement of its own: under
+// READ COMMITTED it sees every event row committed while deleteUser waited
+// on its locks. An event about the user still in flight then waits for the
+// user row that deleteUser holds, finds the tombstone, and keeps no payload
+// either (applyEvent's userDeleted).
 func eraseUserData(ctx context.Context, tx *ent.Tx, id string, now time.Time) error {
-	_, err := tx.WebhookEvent.Update().
-		Where(webhookevent.UserID(id), webhookevent.PayloadNotNil()).
+	legacy, err := legacyEventsOf(ctx, tx, id)
+	if err != nil {
+		return fmt.Errorf("erase stored events of %s: %w", id, err)
+	}
+	_, err = tx.WebhookEvent.Update().
+		Where(
+			webhookevent.Or(webhookevent.UserID(id), webhookevent.IDIn(legacy...)),
+			webhookevent.PayloadNotNil(),
+		).
 		ClearPayload().
 		SetErasedAt(now).
 		Save(ctx)
@@ -438,6 +434,59 @@ func eraseUserData(ctx context.Context, tx *ent.Tx, id string, now time.Time) er
 		return fmt.Errorf("erase stored events of %s: %w", id, err)
 	}
 	return nil
+}
+
+// userDataTypes are the event types whose payload holds the personal data
+// of a user (Event.UserID).
+var userDataTypes = []string{
+	TypeUserCreated, TypeUserUpdated, TypeUserDeleted,
+	TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated, TypeOrganizationMembershipDeleted,
+}
+
+// legacyEventsOf returns the svix-ids of the events about user id stored
+// before the user_id column existed: their user_id is "", so eraseUserData
+// cannot find them by it. The database narrows them down to those whose
+// payload holds the quoted id; DecodeEvent then decides, as it did for the
+// events stored since, whom each is about (a membership's payload also
+// names the user who created its organization). A payload that no longer
+// decodes, and holds the id, is erased all the same. Such rows are gone
+// once the retention has passed since the column came.
+func legacyEventsOf(ctx context.Context, tx *ent.Tx, id string) ([]string, error) {
+	rows, err := tx.WebhookEvent.Query().
+		Where(
+			webhookevent.UserID(""),
+			webhookevent.TypeIn(userDataTypes...),
+			webhookevent.PayloadNotNil(),
+			payloadHolds([]byte(`"`+id+`"`)),
+		).
+		Select(webhookevent.FieldID, webhookevent.FieldPayload).
+		All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("find events stored without a user id: %w", err)
+	}
+	var ids []string
+	for _, r := range rows {
+		if ev, err := DecodeEvent(r.Payload); err != nil || ev.UserID == id {
+			ids = append(ids, r.ID)
+		}
+	}
+	return ids, nil
+}
+
+// payloadHolds is the predicate "the payload holds b", byte for byte. Not
+// LIKE: SQLite's LIKE finds nothing in a BLOB, and LIKE's "_" matches any
+// character.
+func payloadHolds(b []byte) predicate.WebhookEvent {
+	return func(s *entsql.Selector) {
+		col := s.C(webhookevent.FieldPayload)
+		s.Where(entsql.P(func(w *entsql.Builder) {
+			if s.Dialect() == dialect.Postgres {
+				w.WriteString("position(").Arg(b).WriteString(" IN ").WriteString(col).WriteString(") > 0")
+			} else {
+				w.WriteString("instr(").WriteString(col).WriteString(", ").Arg(b).WriteString(") > 0")
+			}
+		}))
+	}
 }
 
 func applyOrganization(ctx context.Context, tx *ent.Tx, o *clerkOrganization, a access) (Result, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -312,27 +313,31 @@ func TestConcurrentEventsForOneNewObject(t *testing.T) {
 		if s.Dialect != "postgres" {
 			rounds = 10 // SQLite runs one transaction at a time: no race to lose
 		}
+		// Each event says something else of the object: a name, a role.
+		says := map[bool]string{false: "Created", true: "Updated"}
+		roles := map[bool]string{false: "org:member", true: "org:admin"}
 		kinds := []struct {
 			name             string
 			created, updated string
-			sample           func(i int) clerkemu.Sample
+			sample           func(i int, updated bool) clerkemu.Sample
 		}{
-			{"membership", TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated, func(i int) clerkemu.Sample {
-				return clerkemu.Sample{MembershipID: fmt.Sprintf("orgmem_2oRace%d", i)}
+			{"membership", TypeOrganizationMembershipCreated, TypeOrganizationMembershipUpdated, func(i int, updated bool) clerkemu.Sample {
+				return clerkemu.Sample{MembershipID: fmt.Sprintf("orgmem_2oRace%d", i), Role: roles[updated]}
 			}},
-			{"user", TypeUserCreated, TypeUserUpdated, func(i int) clerkemu.Sample {
-				return clerkemu.Sample{UserID: fmt.Sprintf("user_2oRace%d", i)}
+			{"user", TypeUserCreated, TypeUserUpdated, func(i int, updated bool) clerkemu.Sample {
+				return clerkemu.Sample{UserID: fmt.Sprintf("user_2oRace%d", i), FirstName: says[updated]}
 			}},
-			{"organization", TypeOrganizationCreated, TypeOrganizationUpdated, func(i int) clerkemu.Sample {
-				return clerkemu.Sample{OrgID: fmt.Sprintf("org_2oRace%d", i)}
+			{"organization", TypeOrganizationCreated, TypeOrganizationUpdated, func(i int, updated bool) clerkemu.Sample {
+				return clerkemu.Sample{OrgID: fmt.Sprintf("org_2oRace%d", i), OrgName: says[updated]}
 			}},
 		}
 		failed := map[string]int{}
 		for i := range rounds {
 			for _, k := range kinds {
-				s := k.sample(i)
+				s := k.sample(i, false)
 				s.UpdatedAt = at(100)
 				created := sample(t, k.created, s)
+				s = k.sample(i, true)
 				s.UpdatedAt = at(200)
 				updated := sample(t, k.updated, s)
 				var got [2]answer
@@ -356,9 +361,42 @@ func TestConcurrentEventsForOneNewObject(t *testing.T) {
 		if len(failed) > 0 {
 			t.Errorf("deliveries not answered 200, by object (of %d rounds): %v", rounds, failed)
 		}
-		// The first round's objects ended as the updated event says.
-		if m := dumpMirror(t, s.Client); len(m.Memberships) != rounds {
-			t.Errorf("%d live memberships, want %d", len(m.Memberships), rounds)
+		// Every object ended as its updated event says, whichever of its
+		// two events was applied first.
+		m := dumpMirror(t, s.Client)
+		wantMs := at(200).UnixMilli()
+		ended := map[string]int{}   // objects seen, by kind
+		wrong := map[string]int{}   // of them, not as the updated event says
+		example := map[string]any{} // the first of those, by kind
+		check := func(kind string, asUpdated bool, row any) {
+			ended[kind]++
+			if !asUpdated {
+				wrong[kind]++
+				if example[kind] == nil {
+					example[kind] = row
+				}
+			}
+		}
+		for _, u := range m.Users {
+			if strings.HasPrefix(u.ID, "user_2oRace") {
+				check("user", u.FirstName == says[true] && u.ClerkUpdatedAt == wantMs, u)
+			}
+		}
+		for _, o := range m.Orgs {
+			if strings.HasPrefix(o.ID, "org_2oRace") {
+				check("organization", o.Name == says[true] && o.ClerkUpdatedAt == wantMs, o)
+			}
+		}
+		for _, x := range m.Memberships {
+			if strings.HasPrefix(x.ID, "orgmem_2oRace") {
+				check("membership", x.Role == roles[true] && x.ClerkUpdatedAt == wantMs, x)
+			}
+		}
+		for _, k := range kinds {
+			if ended[k.name] != rounds || wrong[k.name] > 0 {
+				t.Errorf("%s: %d live, want %d; %d not as the updated event says (its name or role, clerk_updated_at %d), e.g. %+v",
+					k.name, ended[k.name], rounds, wrong[k.name], wantMs, example[k.name])
+			}
 		}
 	})
 }

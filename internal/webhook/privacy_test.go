@@ -1,10 +1,12 @@
 package webhook
 
 import (
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
@@ -124,6 +126,71 @@ func TestUserDeletedErasesPersonalData(t *testing.T) {
 		}
 		if got := e.deliver(firstID, sample(t, TypeUserCreated, who)); got != (answer{200, "duplicate"}) {
 			t.Errorf("redelivery of the first event after the erasure: %+v, want a duplicate", got)
+		}
+	})
+}
+
+// TestUserDeletedErasesEventsStoredWithoutAUserID: events stored before the
+// webhook_events.user_id column existed (user_id "") are erased by the
+// user.deleted of the user they are about, found by their payload; other
+// users' old events stay — one whose organization the deleted user created,
+// and one of a user whose id differs from theirs only in case.
+func TestUserDeletedErasesEventsStoredWithoutAUserID(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		e := newEndpoint(t, s, newSecret())
+		const (
+			leaving = "user_2oDeparting00000000000002"
+			twin    = "user_2oDEPARTING00000000000002"
+			staying = "user_2oRemaining00000000000002"
+		)
+		// old stores an event as Gatehouse did before user_id existed.
+		old := func(typ string, smp clerkemu.Sample, createdBy string) string {
+			t.Helper()
+			body := sample(t, typ, smp)
+			if createdBy != "" {
+				var ev map[string]any
+				if err := json.Unmarshal(body, &ev); err != nil {
+					t.Fatal(err)
+				}
+				ev["data"].(map[string]any)["organization"].(map[string]any)["created_by"] = createdBy
+				var err error
+				if body, err = json.Marshal(ev); err != nil {
+					t.Fatal(err)
+				}
+			}
+			id := clerkemu.NewMessageID()
+			s.Client.WebhookEvent.Create().SetID(id).SetType(typ).SetResult(string(ResultApplied)).
+				SetPayload(body).SetReceivedAt(time.Now()).ExecX(sysctx())
+			return id
+		}
+		const leavingEmail = "old.departing@example.net"
+		erased := []string{
+			old(TypeUserUpdated, clerkemu.Sample{UserID: leaving, Email: leavingEmail, UpdatedAt: at(100)}, ""),
+			old(TypeOrganizationMembershipCreated, clerkemu.Sample{UserID: leaving, MembershipID: "orgmem_2oOld1", Email: leavingEmail, UpdatedAt: at(100)}, ""),
+		}
+		kept := []string{
+			old(TypeOrganizationMembershipCreated, clerkemu.Sample{UserID: staying, MembershipID: "orgmem_2oOld2", Email: "old.remaining@example.net", UpdatedAt: at(100)}, leaving),
+			old(TypeUserUpdated, clerkemu.Sample{UserID: twin, Email: "old.twin@example.net", UpdatedAt: at(100)}, ""),
+		}
+		if got := columnsHolding(t, s, leavingEmail); !slices.Equal(got, []string{"webhook_events.payload"}) {
+			t.Fatalf("before the deletion the email is in %v, want webhook_events.payload", got)
+		}
+
+		if got := e.deliver("", sample(t, TypeUserDeleted, clerkemu.Sample{UserID: leaving})); got != (answer{200, "applied"}) {
+			t.Fatalf("user.deleted: %+v", got)
+		}
+		if got := columnsHolding(t, s, leavingEmail); len(got) > 0 {
+			t.Errorf("the deleted user's email is still in %v", got)
+		}
+		for _, id := range erased {
+			if ev := s.Client.WebhookEvent.GetX(sysctx(), id); ev.Payload != nil || ev.ErasedAt == nil {
+				t.Errorf("old event %s about the deleted user: payload %d bytes, erased at %v; want erased", id, len(ev.Payload), ev.ErasedAt)
+			}
+		}
+		for _, id := range kept {
+			if ev := s.Client.WebhookEvent.GetX(sysctx(), id); ev.Payload == nil || ev.ErasedAt != nil {
+				t.Errorf("old event %s about another user: erased at %v; want kept", id, ev.ErasedAt)
+			}
 		}
 	})
 }

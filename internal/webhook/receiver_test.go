@@ -370,13 +370,13 @@ func TestRejectedDeliveriesWriteNothing(t *testing.T) {
 }
 
 // TestWeakSigningSecretIsRefused: a receiver is not built on a secret that
-// is not Svix's whsec_ + base64 of at least 24 bytes — "whsec_" alone, which
-// svix's verifier takes as an empty HMAC key anyone can sign with, a short
-// key, or a bare key — and the error does not echo the secret.
+// is not Svix's whsec_ + base64 of at least 24 bytes — none at all, "whsec_"
+// alone, which svix's verifier takes as an empty HMAC key anyone can sign
+// with, a short key, or a bare key — and the error does not echo the secret.
 func TestWeakSigningSecretIsRefused(t *testing.T) {
 	s := storetest.Open(t, "sqlite")
 	short := "whsec_" + base64.StdEncoding.EncodeToString([]byte("sixteen bytes!!!"))
-	for _, secret := range []string{"whsec_", "whsec_AAAA", short, "whsec_!!!!", strings.TrimPrefix(newSecret(), "whsec_")} {
+	for _, secret := range []string{"", "whsec_", "whsec_AAAA", short, "whsec_!!!!", strings.TrimPrefix(newSecret(), "whsec_")} {
 		r, err := New(Config{Client: s.Client, Dialect: s.Dialect, Secret: secret})
 		if err == nil {
 			// What it would let through: a delivery signed with the weak key.
