@@ -27,19 +27,26 @@ type flightCall[V any] struct {
 }
 
 // do returns the result of fn for key: it joins the call already in flight
-// for key, or else asks admit whether a new one may start and, if it may,
-// starts fn in its own goroutine with a context that keeps ctx's values
-// and ends when fn's caller count drops to zero. admit's release is called
-// when fn returns; admit's error is returned as it is, and no call starts.
+// for key; or else returns what cached holds for key, if it holds it by now
+// (a call for key may have ended between the caller's own look and this
+// one, and fn remembers its result before its call ends); or else asks
+// admit whether a new call may start and, if it may, starts fn in its own
+// goroutine with a context that keeps ctx's values and ends when fn's
+// caller count drops to zero. admit's release is called when fn returns;
+// admit's error is returned as it is, and no call starts.
 //
 // The caller waits until the call ends or ctx does; in the second case do
 // returns an error wrapping errClerkWait and ctx's error.
-func (f *flight[V]) do(ctx context.Context, key string, admit func() (release func(), err error), fn func(context.Context) (V, error)) (V, error) {
+func (f *flight[V]) do(ctx context.Context, key string, cached func() (V, error, bool), admit func() (release func(), err error), fn func(context.Context) (V, error)) (V, error) {
 	f.mu.Lock()
 	c, ok := f.calls[key]
 	if ok {
 		c.waiters++
 	} else {
+		if v, err, ok := cached(); ok {
+			f.mu.Unlock()
+			return v, err
+		}
 		release, err := admit()
 		if err != nil {
 			f.mu.Unlock()

@@ -153,18 +153,26 @@ func NewOpaqueVerifier(cfg OpaqueConfig) *OpaqueVerifier {
 // shape check, so a hit needs neither it nor the caller's address. Its errors
 // are for errorOf.
 func (v *OpaqueVerifier) grant(ctx context.Context, kind viewer.Credential, token string) (*grant, error) {
-	now := v.now()
-	g, ok, renewal := v.accepted.lookup(token, now)
-	if ok {
-		return g, nil
+	renewal := false // Clerk accepted token before: its answer ran out
+	cached := func() (*grant, error, bool) {
+		now := v.now()
+		g, ok, expired := v.accepted.lookup(token, now)
+		if ok {
+			return g, nil, true
+		}
+		renewal = expired
+		if e, ok := v.refused.get(token, now); ok {
+			return nil, e, true
+		}
+		return nil, nil, false
 	}
-	if e, ok := v.refused.get(token, now); ok {
-		return nil, e
+	if g, err, ok := cached(); ok {
+		return g, err
 	}
 	if !wellFormedOpaque(token, prefixOf(kind)) {
 		return nil, unauthenticated(ReasonMalformed, nil)
 	}
-	return v.flight.do(ctx, token,
+	return v.flight.do(ctx, token, cached,
 		func() (func(), error) { return v.budget.admit(callerAddress(ctx), v.now(), renewal) },
 		func(ctx context.Context) (*grant, error) { return v.verify(ctx, kind, token) },
 	)
