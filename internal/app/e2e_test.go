@@ -73,10 +73,7 @@ func startLogging(t *testing.T, dialect string, logTo io.Writer, opts ...option)
 	if cfg.ClerkJWTKey == emulatorJWTKey {
 		cfg.ClerkJWTKey = c.emu.PublicKeyPEM()
 	}
-	var out io.Writer = io.Discard
-	if testing.Verbose() {
-		out = testWriter{t}
-	}
+	out := testOutput(t)
 	if logTo != nil {
 		out = io.MultiWriter(out, logTo)
 	}
@@ -155,6 +152,15 @@ func serveApp(t testing.TB, emu *clerkemu.Emulator, a *app.App, cancel context.C
 	}
 }
 
+// testOutput is where a test's servers log: the test's log with -v,
+// nowhere otherwise.
+func testOutput(t testing.TB) io.Writer {
+	if testing.Verbose() {
+		return testWriter{t}
+	}
+	return io.Discard
+}
+
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(testWriter{t}, nil))
@@ -162,7 +168,7 @@ func testLogger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -78,7 +79,13 @@ func succeeded(o outcome) bool { return o.result == "OK" || o.result == "200" }
 func TestPostgresKilledUnderLoad(t *testing.T) {
 	cluster := storetest.NewCluster(t)
 	c := newClerk(t)
-	replicas := []*gatehouse{c.startReplica(t, cluster.URL()), c.startReplica(t, cluster.URL())}
+	// The replicas' logs, to show the cause of any call answered INTERNAL.
+	var logged syncBuffer
+	var replicas []*gatehouse
+	for range 2 {
+		replicas = append(replicas, c.startApp(t, c.serveConfig(cluster.URL()),
+			slog.New(slog.NewJSONHandler(io.MultiWriter(&logged, testOutput(t)), nil))))
+	}
 	ctx := context.Background()
 	adminToken := replicas[0].mint(t, clerkemu.Session{UserID: "user_admin", OrgID: "org_load", OrgRole: "org:admin"})
 	admin := withToken(ctx, adminToken)
@@ -212,6 +219,11 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 	t.Logf("outcomes in all: %v", byCode)
 	if len(bad) > 0 {
 		t.Errorf("%d calls answered neither OK nor UNAVAILABLE (webhooks: 200 or 503), e.g. %v", len(bad), bad[:min(len(bad), 10)])
+		for _, line := range strings.Split(logged.String(), "\n") {
+			if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"code":"Internal"`) {
+				t.Log(line)
+			}
+		}
 	}
 	if len(duringOutage) > 0 {
 		t.Errorf("%d calls made wholly during the outage were answered other than UNAVAILABLE/503, e.g. %v", len(duringOutage), duringOutage[:min(len(duringOutage), 10)])

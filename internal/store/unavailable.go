@@ -60,7 +60,7 @@ func IsUnavailable(err error) bool {
 	switch {
 	case errors.Is(err, driver.ErrBadConn), // lib/pq: the connection broke, or the server ended it (a FATAL error)
 		errors.Is(err, sql.ErrConnDone),
-		errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), // the server closed the connection
 		errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET),
 		errors.Is(err, syscall.EPIPE),

@@ -38,6 +38,9 @@ func TestIsUnavailable(t *testing.T) {
 		{"bad connection", fmt.Errorf("exec: %w", driver.ErrBadConn), true},
 		{"connection done", sql.ErrConnDone, true},
 		{"unexpected EOF", fmt.Errorf("read: %w", io.ErrUnexpectedEOF), true},
+		// lib/pq's Begin on a connection the server closed as it went down
+		// (seen when Postgres was stopped -m immediate under load).
+		{"EOF", fmt.Errorf("ent: starting a transaction: %w", io.EOF), true},
 		{"dial refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, true},
 		{"reset", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}, true},
 		{"the caller's deadline", fmt.Errorf("query: %w", context.DeadlineExceeded), false},
