@@ -14,7 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"sync"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -31,7 +31,8 @@ const pageQuery = "users"
 
 // LiveUsers hands GetMe the caller's row when the auth layer has just
 // vouched for it (internal/provision keeps it for a few seconds), saving a
-// database read per call.
+// database read per call. The rows are shared and never modified: a user
+// read again, or changed, is a new row.
 type LiveUsers interface {
 	LiveUser(id string) (*ent.User, bool)
 }
@@ -42,6 +43,7 @@ type Service struct {
 	client *ent.Client
 	tokens *pagetoken.Codec
 	live   LiveUsers
+	built  builtUsers
 }
 
 var _ gatehousev1.UserServiceServer = (*Service)(nil)
@@ -50,7 +52,7 @@ var _ gatehousev1.UserServiceServer = (*Service)(nil)
 // tenancy-enforcing client of internal/store; tokens signs ListUsers' page
 // tokens; live, if not nil, serves GetMe the rows auth has just vouched for.
 func New(client *ent.Client, tokens *pagetoken.Codec, live LiveUsers) *Service {
-	return &Service{client: client, tokens: tokens, live: live}
+	return &Service{client: client, tokens: tokens, live: live, built: builtUsers{m: make(map[string]builtUser)}}
 }
 
 var errUserNotFound = fmt.Errorf("user %w", derrors.ErrNotFound)
@@ -68,7 +70,7 @@ func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gate
 	if p.Kind != viewer.KindUser {
 		return nil, fmt.Errorf("GetMe is for signed-in users: %w", derrors.ErrPermissionDenied)
 	}
-	u, err := s.me(ctx, p.Subject)
+	u, live, err := s.me(ctx, p.Subject)
 	switch {
 	case ent.IsNotFound(err):
 		return nil, errUserNotFound
@@ -77,27 +79,73 @@ func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gate
 	case u.DeletedAt != nil:
 		return nil, fmt.Errorf("the user was deleted: %w", derrors.ErrUnauthenticated)
 	}
+	msg := s.built.of(u, live)
+	// The response shares msg, and the permissions of a cached principal
+	// (already sorted and deduplicated, see viewer.Principal), with other
+	// calls: a response is only ever marshalled, never modified.
 	return &gatehousev1.GetMeResponse{
-		User: toProto(u),
+		User: msg,
 		Session: &gatehousev1.Session{
 			TenantId:         p.TenantID,
 			OrganizationId:   p.OrgID,
 			OrganizationRole: p.OrgRole,
-			// Already sorted and deduplicated (viewer.Principal); copied
-			// because a cached principal is shared between calls.
-			Permissions: slices.Clone(p.Permissions),
-			Credential:  p.Credential.String(),
+			Permissions:      p.Permissions,
+			Credential:       p.Credential.String(),
 		},
 	}, nil
 }
 
-func (s *Service) me(ctx context.Context, id string) (*ent.User, error) {
+// me returns user id's row, and whether it is a shared live row rather than
+// one just read.
+func (s *Service) me(ctx context.Context, id string) (*ent.User, bool, error) {
 	if s.live != nil {
 		if u, ok := s.live.LiveUser(id); ok {
-			return u, nil
+			return u, true, nil
 		}
 	}
-	return s.client.User.Get(ctx, id)
+	u, err := s.client.User.Get(ctx, id)
+	return u, false, err
+}
+
+// maxBuiltUsers bounds builtUsers: about 0.5 KB each.
+const maxBuiltUsers = 10_000
+
+// builtUsers keeps the User message built from each live row GetMe answered
+// with, so that a signed-in user calling again and again has it built (and
+// its strings and timestamps allocated) once per row rather than once per
+// call. A row is only reused while it is the same row (the same pointer):
+// a user read again or changed is a new row, hence a new message. When full
+// it starts over, so many thousands of distinct callers cost what they
+// would without it.
+type builtUsers struct {
+	mu sync.Mutex
+	m  map[string]builtUser
+}
+
+type builtUser struct {
+	row *ent.User
+	msg *gatehousev1.User
+}
+
+// of returns the message of row u: the one built before if live, a new one
+// otherwise (a row just read is not remembered: it is not shared, and
+// another read will not return the same pointer). The message is shared:
+// callers must not modify it.
+func (b *builtUsers) of(u *ent.User, live bool) *gatehousev1.User {
+	if !live {
+		return toProto(u)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if e, ok := b.m[u.ID]; ok && e.row == u {
+		return e.msg
+	}
+	msg := toProto(u)
+	if len(b.m) >= maxBuiltUsers {
+		clear(b.m)
+	}
+	b.m[u.ID] = builtUser{row: u, msg: msg}
+	return msg
 }
 
 // GetUser returns a live user who shares the caller's tenant: the caller, or

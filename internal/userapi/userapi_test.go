@@ -1,16 +1,20 @@
 package userapi_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -470,4 +474,125 @@ func TestListUsersRejectsForeignTokens(t *testing.T) {
 			t.Errorf("second page = %v, want [%s]", got.GetUsers(), frank)
 		}
 	})
+}
+
+// liveRows is a LiveUsers whose rows the test swaps, as internal/provision
+// does when it reads a user again or a webhook changes it.
+type liveRows struct {
+	mu   sync.Mutex
+	rows map[string]*ent.User
+}
+
+func (l *liveRows) LiveUser(id string) (*ent.User, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	u, ok := l.rows[id]
+	return u, ok
+}
+
+func (l *liveRows) set(u *ent.User) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.rows[u.ID] = u
+}
+
+func TestGetMeFromLiveRows(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		f := setup(t, s)
+		live := &liveRows{rows: map[string]*ent.User{}}
+		svc := userapi.New(s.Client, f.tokens, live)
+		email := func(t *testing.T) string {
+			t.Helper()
+			got, err := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
+			if err != nil {
+				t.Fatalf("GetMe: %v", err)
+			}
+			return got.GetUser().GetEmail()
+		}
+
+		// Not live: read from the database, every time.
+		if got, want := email(t), wantUser(alice).Email; got != want {
+			t.Fatalf("not live: email %q, want %q (the database's)", got, want)
+		}
+		row, err := s.Client.User.Get(viewer.NewSystemContext(t.Context()), alice)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Live: the live row, not the database's, and its message is
+		// built once.
+		first := *row
+		first.Email = "first@example.com"
+		live.set(&first)
+		if got := email(t); got != "first@example.com" {
+			t.Fatalf("live: email %q, want the live row's", got)
+		}
+		a, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
+		b, _ := svc.GetMe(as(alice, orgA), &gatehousev1.GetMeRequest{})
+		if a.GetUser() != b.GetUser() {
+			t.Error("the same live row was built into a message twice")
+		}
+		// A new row (read again, or changed by a webhook) is a new message
+		// at once, even with the same content.
+		second := first
+		second.Email = "second@example.com"
+		live.set(&second)
+		if got := email(t); got != "second@example.com" {
+			t.Fatalf("changed: email %q, want the new row's", got)
+		}
+		same := second
+		live.set(&same)
+		c, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
+		if c.GetUser() == b.GetUser() {
+			t.Error("a new row was answered with an old row's message")
+		}
+		// Gone from the live rows: the database again.
+		delete(live.rows, alice)
+		if got, want := email(t), wantUser(alice).Email; got != want {
+			t.Fatalf("no longer live: email %q, want %q", got, want)
+		}
+	})
+}
+
+// TestGetMeSharedMessagesMarshalConcurrently is for -race: GetMe answers
+// concurrent calls with one User message and one permissions slice, which
+// gRPC and the HTTP transcoder marshal at the same time.
+func TestGetMeSharedMessagesMarshalConcurrently(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	f := setup(t, s)
+	row, err := s.Client.User.Get(viewer.NewSystemContext(t.Context()), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := userapi.New(s.Client, f.tokens, &liveRows{rows: map[string]*ent.User{alice: row}})
+	ctx := as(alice, orgA, "org:projects:read", "org:projects:create")
+	want, err := svc.GetMe(ctx, &gatehousev1.GetMeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantBytes, err := proto.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 200 {
+				got, err := svc.GetMe(ctx, &gatehousev1.GetMeRequest{})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				b, err := proto.Marshal(got)
+				if err != nil || !bytes.Equal(b, wantBytes) {
+					t.Errorf("marshalled %x, %v; want %x", b, err, wantBytes)
+					return
+				}
+				if _, err := protojson.Marshal(got); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
