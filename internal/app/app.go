@@ -124,7 +124,10 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	if err != nil {
 		return nil, err
 	}
+	tokens := pagetoken.New(cfg.PageTokenKey)
+	users := userapi.New(st.Client, tokens, provisioner)
 	changes.Subscribe(provisioner)
+	changes.Subscribe(users)
 
 	receiver, err := webhook.New(webhook.Config{
 		Client:        st.Client,
@@ -139,13 +142,12 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		return nil, fmt.Errorf("CLERK_WEBHOOK_SIGNING_SECRET: %w", err)
 	}
 
-	tokens := pagetoken.New(cfg.PageTokenKey)
 	srv, err := server.New(server.Options{
 		Logger:   log,
 		Registry: reg,
 		Auth:     server.Interceptors{Unary: grpcauth.UnaryServerInterceptor(authn.AuthFunc), Stream: grpcauth.StreamServerInterceptor(authn.AuthFunc)},
 		Errors:   server.Interceptors{Unary: derrors.UnaryServerInterceptor(log), Stream: derrors.StreamServerInterceptor(log)},
-		Users:    userapi.New(st.Client, tokens, provisioner),
+		Users:    users,
 		Projects: projectapi.New(st.Client, tokens),
 		Webhooks: receiver,
 

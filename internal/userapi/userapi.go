@@ -22,6 +22,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent/user"
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/pagetoken"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
@@ -105,6 +106,27 @@ func (s *Service) me(ctx context.Context, id string) (*ent.User, bool, error) {
 	}
 	u, err := s.client.User.Get(ctx, id)
 	return u, false, err
+}
+
+var _ invalidation.Cache = (*Service)(nil)
+
+// Invalidate drops the User message kept for the user key names
+// (invalidation.User), as the provisioner drops the row: subscribed to the
+// same changes, a deleted user's details do not stay in memory. Other keys
+// are ignored.
+func (s *Service) Invalidate(key invalidation.Key) {
+	if id, ok := key.UserID(); ok {
+		s.built.mu.Lock()
+		defer s.built.mu.Unlock()
+		delete(s.built.m, id)
+	}
+}
+
+// InvalidateAll drops every User message kept.
+func (s *Service) InvalidateAll() {
+	s.built.mu.Lock()
+	defer s.built.mu.Unlock()
+	clear(s.built.m)
 }
 
 // maxBuiltUsers bounds builtUsers: about 0.5 KB each.

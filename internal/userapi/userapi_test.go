@@ -21,6 +21,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/ent"
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/derrors"
+	"github.com/gatehouse-dev/gatehouse/internal/invalidation"
 	"github.com/gatehouse-dev/gatehouse/internal/pagetoken"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
@@ -544,6 +545,21 @@ func TestGetMeFromLiveRows(t *testing.T) {
 		c, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
 		if c.GetUser() == b.GetUser() {
 			t.Error("a new row was answered with an old row's message")
+		}
+		// A change to the user, from a webhook here or on another replica:
+		// the message goes, even while the row is still live.
+		svc.Invalidate(invalidation.User(alice))
+		d, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
+		if d.GetUser() == c.GetUser() {
+			t.Error("Invalidate kept the user's message")
+		}
+		svc.Invalidate(invalidation.User(bob)) // another user's: kept
+		if e, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{}); e.GetUser() != d.GetUser() {
+			t.Error("invalidating another user dropped this one's message")
+		}
+		svc.InvalidateAll()
+		if e, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{}); e.GetUser() == d.GetUser() {
+			t.Error("InvalidateAll kept the user's message")
 		}
 		// Gone from the live rows: the database again.
 		delete(live.rows, alice)
