@@ -16,6 +16,7 @@ import (
 	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -23,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 )
 
 // protocol is a way a client reaches Gatehouse's services: native gRPC on
@@ -378,4 +380,52 @@ func (c *restClient) do(ctx context.Context, method, path string, query url.Valu
 		return status.Errorf(codes.Unknown, "%s %s: %v came with HTTP %d, want %d", method, path, codes.Code(s.GetCode()), resp.StatusCode, want)
 	}
 	return status.FromProto(&s).Err()
+}
+
+// TestLogNamesTheProtocol: each call's log line says which protocol it came
+// in over, native gRPC on the HTTP listener (h2c) included.
+func TestLogNamesTheProtocol(t *testing.T) {
+	var logged syncBuffer
+	g := startLogging(t, "sqlite", &logged)
+	tok := g.mint(t, clerkemu.Session{UserID: "user_logged"})
+
+	httpConn, err := grpc.NewClient(strings.TrimPrefix(g.httpURL, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { httpConn.Close() })
+	grpcOnHTTP := gatehousev1.NewUserServiceClient(httpConn)
+
+	lastProtocol := func(t *testing.T) string {
+		t.Helper()
+		var last struct{ Method, Protocol, Principal string }
+		for _, l := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
+			var line struct{ Msg, Method, Protocol, Principal string }
+			if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "rpc" {
+				last.Method, last.Protocol, last.Principal = line.Method, line.Protocol, line.Principal
+			}
+		}
+		if last.Method != "/gatehouse.v1.UserService/GetMe" || last.Principal != "user_logged" {
+			t.Fatalf("last rpc line: %+v, want GetMe by user_logged", last)
+		}
+		return last.Protocol
+	}
+	for _, p := range protocols {
+		want := map[protocol]string{
+			overGRPC: "grpc", overConnectJSON: "connect", overConnectProto: "connect",
+			overGRPCWeb: "grpc-web", overREST: "rest",
+		}[p]
+		if _, err := g.over(t, p).users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{}); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if got := lastProtocol(t); got != want {
+			t.Errorf("%s: logged protocol %q, want %q", p, got, want)
+		}
+	}
+	if _, err := grpcOnHTTP.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatalf("native gRPC on the HTTP listener: %v", err)
+	}
+	if got := lastProtocol(t); got != "grpc" {
+		t.Errorf("native gRPC on the HTTP listener: logged protocol %q, want grpc", got)
+	}
 }

@@ -15,11 +15,13 @@
 // (the gRPC server's own limit); the update mask of a REST PATCH taken from
 // the body's fields when the query names none; a JSON POST to an RPC path
 // taken as Connect even without its protocol header (curl); a unary answer
-// written in one piece; and CORS for the browsers' origins (the same list
-// Clerk's azp is checked against).
+// written in one piece; the call's protocol, for its log line (Protocol);
+// and CORS for the browsers' origins (the same list Clerk's azp is checked
+// against).
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -80,6 +82,7 @@ func New(srv *grpc.Server, o Options) (*API, error) {
 	}
 	h = connectAtRPCPaths(services, h)
 	h = unaryWritesOnce(services, h)
+	h = withProtocol(services, h)
 	return &API{handler: CORS(o.AllowedOrigins)(h), prefixes: prefixes(services)}, nil
 }
 
@@ -90,19 +93,67 @@ func New(srv *grpc.Server, o Options) (*API, error) {
 // Connect's own examples, leaves out; no REST route lives at an RPC path,
 // so the header adds nothing there.
 func connectAtRPCPaths(services []protoreflect.ServiceDescriptor, next http.Handler) http.Handler {
-	rpcPrefixes := make([]string, len(services))
-	for i, sd := range services {
-		rpcPrefixes[i] = "/" + string(sd.FullName()) + "/"
-	}
+	rpcPrefixes := rpcPrefixes(services)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.Header.Get("Connect-Protocol-Version") == "" &&
-			isConnectUnaryType(r.Header.Get("Content-Type")) &&
-			slices.ContainsFunc(rpcPrefixes, func(p string) bool { return strings.HasPrefix(r.URL.Path, p) }) {
+			isConnectUnaryType(r.Header.Get("Content-Type")) && hasAnyPrefix(r.URL.Path, rpcPrefixes) {
 			r = r.Clone(r.Context())
 			r.Header.Set("Connect-Protocol-Version", "1")
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// The protocols a call can come in over, as Protocol names them.
+const (
+	ProtocolGRPC    = "grpc" // on either listener (h2c on the HTTP one)
+	ProtocolGRPCWeb = "grpc-web"
+	ProtocolConnect = "connect"
+	ProtocolREST    = "rest" // the google.api.http routes
+)
+
+type protocolKey struct{}
+
+// Protocol names the protocol of the call whose context is ctx, for its log
+// line: what withProtocol recorded for a call on the HTTP listener, and
+// ProtocolGRPC for any other (the gRPC listener's).
+func Protocol(ctx context.Context) string {
+	if p, ok := ctx.Value(protocolKey{}).(string); ok {
+		return p
+	}
+	return ProtocolGRPC
+}
+
+// withProtocol records in the request's context which protocol it speaks.
+// The gRPC server handles the call in a context derived from the
+// request's, so that Protocol finds it there; a client cannot set it.
+func withProtocol(services []protoreflect.ServiceDescriptor, next http.Handler) http.Handler {
+	rpcPrefixes := rpcPrefixes(services)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := ProtocolREST
+		switch ct := strings.ToLower(r.Header.Get("Content-Type")); {
+		case strings.HasPrefix(ct, "application/grpc-web"):
+			p = ProtocolGRPCWeb
+		case strings.HasPrefix(ct, "application/grpc"):
+			p = ProtocolGRPC
+		case hasAnyPrefix(r.URL.Path, rpcPrefixes):
+			// No REST route lives at an RPC path (connectAtRPCPaths).
+			p = ProtocolConnect
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), protocolKey{}, p)))
+	})
+}
+
+func rpcPrefixes(services []protoreflect.ServiceDescriptor) []string {
+	prefixes := make([]string, len(services))
+	for i, sd := range services {
+		prefixes[i] = "/" + string(sd.FullName()) + "/"
+	}
+	return prefixes
+}
+
+func hasAnyPrefix(path string, prefixes []string) bool {
+	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(path, p) })
 }
 
 // unaryWritesOnce hands the handler of a unary call — every REST route, and
@@ -179,18 +230,14 @@ func descriptors(srv *grpc.Server) ([]protoreflect.ServiceDescriptor, error) {
 }
 
 func prefixes(services []protoreflect.ServiceDescriptor) []string {
-	var ps []string
-	add := func(p string) {
-		if !slices.Contains(ps, p) {
-			ps = append(ps, p)
-		}
-	}
+	ps := rpcPrefixes(services)
 	for _, sd := range services {
-		add("/" + string(sd.FullName()) + "/")
 		for _, b := range httpRules(sd) {
 			_, path := rulePattern(b.rule)
 			if seg, _, ok := strings.Cut(strings.TrimPrefix(path, "/"), "/"); ok && seg != "" && !strings.ContainsAny(seg, "{*") {
-				add("/" + seg + "/")
+				if p := "/" + seg + "/"; !slices.Contains(ps, p) {
+					ps = append(ps, p)
+				}
 			}
 		}
 	}

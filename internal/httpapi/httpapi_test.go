@@ -23,7 +23,7 @@ func TestPrefixes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"/gatehouse.v1.ProjectService/", "/v1/", "/gatehouse.v1.UserService/", "/grpc.health.v1.Health/"}
+	want := []string{"/gatehouse.v1.ProjectService/", "/gatehouse.v1.UserService/", "/grpc.health.v1.Health/", "/v1/"}
 	if d := cmp.Diff(want, api.Prefixes()); d != "" {
 		t.Errorf("Prefixes (-want +got):\n%s", d)
 	}

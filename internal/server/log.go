@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -21,8 +22,8 @@ type callRecord struct {
 
 type callRecordKey struct{}
 
-// logUnary writes one structured line per call: method, code, duration and
-// principal id. It never logs metadata, so no token can reach the log.
+// logUnary writes one structured line per call: method, protocol (see
+// httpapi.Protocol), code, duration and principal id. It never logs metadata, so no token can reach the log.
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		rec := &callRecord{}
@@ -55,6 +56,7 @@ func logCall(ctx context.Context, log *slog.Logger, method string, rec *callReco
 	}
 	attrs := []slog.Attr{
 		slog.String("method", method),
+		slog.String("protocol", httpapi.Protocol(ctx)),
 		slog.String("code", st.Code().String()),
 		slog.Duration("duration", time.Since(start)),
 		slog.String("principal", rec.principal),

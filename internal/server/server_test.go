@@ -209,7 +209,7 @@ func TestOneLogLinePerCall(t *testing.T) {
 		t.Fatalf("%d rpc log lines, want 1:\n%s", len(lines), r.logs)
 	}
 	l := lines[0]
-	if l["method"] != "/gatehouse.v1.UserService/GetMe" || l["code"] != "OK" || l["principal"] != "user_test" || l["duration"] == nil {
+	if l["method"] != "/gatehouse.v1.UserService/GetMe" || l["protocol"] != "grpc" || l["code"] != "OK" || l["principal"] != "user_test" || l["duration"] == nil {
 		t.Errorf("log line %v: want method, code OK, principal user_test, duration", l)
 	}
 	if strings.Contains(r.logs.String(), "secret-token-text") {
