@@ -37,28 +37,32 @@ const machineSubjectPrefix = "mch_"
 // and false for anything else (a JWT, or nothing Clerk issues). It looks at
 // the prefix only: wellFormedOpaque checks the rest.
 func opaqueKind(token string) (viewer.Credential, bool) {
-	switch {
-	case strings.HasPrefix(token, MachineTokenPrefix):
-		return viewer.CredentialM2M, true
-	case strings.HasPrefix(token, APIKeyPrefix):
-		return viewer.CredentialAPIKey, true
-	case strings.HasPrefix(token, OAuthTokenPrefix):
-		return viewer.CredentialOAuth, true
+	for _, o := range opaqueKinds {
+		if strings.HasPrefix(token, o.prefix) {
+			return o.kind, true
+		}
 	}
 	return 0, false
 }
 
 // prefixOf is the prefix of an opaque credential of kind.
 func prefixOf(kind viewer.Credential) string {
-	switch kind {
-	case viewer.CredentialM2M:
-		return MachineTokenPrefix
-	case viewer.CredentialAPIKey:
-		return APIKeyPrefix
-	case viewer.CredentialOAuth:
-		return OAuthTokenPrefix
+	for _, o := range opaqueKinds {
+		if o.kind == kind {
+			return o.prefix
+		}
 	}
 	return ""
+}
+
+// opaqueKinds are the opaque credentials' prefixes and kinds.
+var opaqueKinds = [...]struct {
+	prefix string
+	kind   viewer.Credential
+}{
+	{MachineTokenPrefix, viewer.CredentialM2M},
+	{APIKeyPrefix, viewer.CredentialAPIKey},
+	{OAuthTokenPrefix, viewer.CredentialOAuth},
 }
 
 // wellFormedOpaque reports whether token is prefix followed by 16 to 256
