@@ -18,6 +18,7 @@ import (
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/testlog"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
@@ -439,7 +440,7 @@ func testKeyOutageEndToEnd(t *testing.T, via protocol) {
 // under first-sight provisioning — is in the call's log line, with the
 // method.
 func TestAuthFailureCausesAreLogged(t *testing.T) {
-	var logged syncBuffer
+	var logged testlog.Buffer
 	g := startLogging(t, "sqlite", &logged)
 	g.emu.AddUser(clerkemu.User{ID: "user_late"})
 	tok := g.mint(t, clerkemu.Session{UserID: "user_late"})
@@ -462,22 +463,4 @@ func TestAuthFailureCausesAreLogged(t *testing.T) {
 	if strings.Contains(logged.String(), tok) {
 		t.Errorf("the log holds the token")
 	}
-}
-
-// syncBuffer collects a log safely from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

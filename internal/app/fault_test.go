@@ -20,6 +20,7 @@ import (
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/testlog"
 	"github.com/gatehouse-dev/gatehouse/internal/webhook"
 )
 
@@ -80,7 +81,7 @@ func TestPostgresKilledUnderLoad(t *testing.T) {
 	cluster := storetest.NewCluster(t)
 	c := newClerk(t)
 	// The replicas' logs, to show the cause of any call answered INTERNAL.
-	var logged syncBuffer
+	var logged testlog.Buffer
 	var replicas []*gatehouse
 	for range 2 {
 		replicas = append(replicas, c.startApp(t, c.serveConfig(cluster.URL()),

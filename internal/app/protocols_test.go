@@ -25,6 +25,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
+	"github.com/gatehouse-dev/gatehouse/internal/testlog"
 )
 
 // protocol is a way a client reaches Gatehouse's services: native gRPC on
@@ -385,7 +386,7 @@ func (c *restClient) do(ctx context.Context, method, path string, query url.Valu
 // TestLogNamesTheProtocol: each call's log line says which protocol it came
 // in over, native gRPC on the HTTP listener (h2c) included.
 func TestLogNamesTheProtocol(t *testing.T) {
-	var logged syncBuffer
+	var logged testlog.Buffer
 	g := startLogging(t, "sqlite", &logged)
 	tok := g.mint(t, clerkemu.Session{UserID: "user_logged"})
 

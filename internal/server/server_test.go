@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/server"
+	"github.com/gatehouse-dev/gatehouse/internal/testlog"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -89,35 +89,18 @@ func passThrough() server.Interceptors {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type running struct {
 	client   gatehousev1.UserServiceClient
 	grpcAddr string
 	httpURL  string
-	logs     *syncBuffer
+	logs     *testlog.Buffer
 	users    *users
 	stop     func() error
 }
 
 func serve(t *testing.T, ready error) *running {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	u := &users{entered: make(chan struct{}), release: make(chan struct{})}
 	srv, err := server.New(server.Options{
 		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),

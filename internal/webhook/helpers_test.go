@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -11,13 +10,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gatehouse-dev/gatehouse/ent"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store"
+	"github.com/gatehouse-dev/gatehouse/internal/testlog"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
@@ -28,37 +27,19 @@ func newSecret() string {
 	return "whsec_" + base64.StdEncoding.EncodeToString(key)
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger shared by handlers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // endpoint is a Receiver on a test HTTP server.
 type endpoint struct {
 	t        *testing.T
 	receiver *Receiver
 	url      string
 	secret   string
-	logs     *syncBuffer
+	logs     *testlog.Buffer
 }
 
 // newEndpoint serves a Receiver on st with secret at a test server.
 func newEndpoint(t *testing.T, st *store.Store, secret string) *endpoint {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	r, err := New(Config{
 		Client:  st.Client,
 		Dialect: st.Dialect,

@@ -15,13 +15,14 @@ import (
 
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
+	"github.com/gatehouse-dev/gatehouse/internal/testlog"
 )
 
 func TestMetricsAndLogs(t *testing.T) {
 	s := storetest.Open(t, "sqlite")
 	reg := prometheus.NewRegistry()
 	secret := newSecret()
-	logs := &syncBuffer{}
+	logs := &testlog.Buffer{}
 	newReceiver := func() *Receiver {
 		r, err := New(Config{Client: s.Client, Dialect: s.Dialect, Secret: secret, Registerer: reg, Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 		if err != nil {
