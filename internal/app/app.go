@@ -127,7 +127,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 	tokens := pagetoken.New(cfg.PageTokenKey)
 	users := userapi.New(st.Client, tokens, provisioner)
 	changes.Subscribe(provisioner)
-	changes.Subscribe(users)
+	changes.Subscribe(users) // after the provisioner, whose rows its messages follow
 
 	receiver, err := webhook.New(webhook.Config{
 		Client:        st.Client,

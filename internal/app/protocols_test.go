@@ -397,17 +397,32 @@ func TestLogNamesTheProtocol(t *testing.T) {
 	t.Cleanup(func() { httpConn.Close() })
 	grpcOnHTTP := gatehousev1.NewUserServiceClient(httpConn)
 
-	lastProtocol := func(t *testing.T) string {
-		t.Helper()
-		var last struct{ Method, Protocol, Principal string }
+	type rpcLine struct{ Msg, Method, Protocol, Principal string }
+	rpcLines := func() []rpcLine {
+		var lines []rpcLine
 		for _, l := range strings.Split(strings.TrimSpace(logged.String()), "\n") {
-			var line struct{ Msg, Method, Protocol, Principal string }
+			var line rpcLine
 			if json.Unmarshal([]byte(l), &line) == nil && line.Msg == "rpc" {
-				last.Method, last.Protocol, last.Principal = line.Method, line.Protocol, line.Principal
+				lines = append(lines, line)
 			}
 		}
+		return lines
+	}
+	// loggedProtocol makes call and returns the protocol of the one rpc
+	// line it logged.
+	loggedProtocol := func(t *testing.T, call func() error) string {
+		t.Helper()
+		before := len(rpcLines())
+		if err := call(); err != nil {
+			t.Fatal(err)
+		}
+		lines := rpcLines()
+		if len(lines) != before+1 {
+			t.Fatalf("the call logged %d rpc lines, want 1", len(lines)-before)
+		}
+		last := lines[len(lines)-1]
 		if last.Method != "/gatehouse.v1.UserService/GetMe" || last.Principal != "user_logged" {
-			t.Fatalf("last rpc line: %+v, want GetMe by user_logged", last)
+			t.Fatalf("rpc line %+v, want GetMe by user_logged", last)
 		}
 		return last.Protocol
 	}
@@ -416,17 +431,20 @@ func TestLogNamesTheProtocol(t *testing.T) {
 			overGRPC: "grpc", overConnectJSON: "connect", overConnectProto: "connect",
 			overGRPCWeb: "grpc-web", overREST: "rest",
 		}[p]
-		if _, err := g.over(t, p).users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{}); err != nil {
-			t.Fatalf("%s: %v", p, err)
-		}
-		if got := lastProtocol(t); got != want {
+		users := g.over(t, p).users
+		got := loggedProtocol(t, func() error {
+			_, err := users.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+			return err
+		})
+		if got != want {
 			t.Errorf("%s: logged protocol %q, want %q", p, got, want)
 		}
 	}
-	if _, err := grpcOnHTTP.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{}); err != nil {
-		t.Fatalf("native gRPC on the HTTP listener: %v", err)
-	}
-	if got := lastProtocol(t); got != "grpc" {
+	got := loggedProtocol(t, func() error {
+		_, err := grpcOnHTTP.GetMe(withToken(context.Background(), tok), &gatehousev1.GetMeRequest{})
+		return err
+	})
+	if got != "grpc" {
 		t.Errorf("native gRPC on the HTTP listener: logged protocol %q, want grpc", got)
 	}
 }

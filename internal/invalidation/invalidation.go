@@ -13,9 +13,9 @@
 // Notifications can be lost: while a replica's listening connection is down
 // (a database restart, a network fault), nothing reaches it. The Listener
 // reconnects and subscribes again by itself; after every (re)connection the
-// Bus resets its caches, since it cannot know what it missed. Meanwhile, each
-// cache's own expiry bounds how stale it can be (the provisioner's 5 s
-// trust window). On SQLite there is one process and no notification: only
+// Bus resets its caches, since it cannot know what it missed. Meanwhile, the
+// provisioner's 5 s trust window bounds how stale a live user can be (GetMe's
+// kept messages follow the provisioner's rows). On SQLite there is one process and no notification: only
 // Committed does anything.
 package invalidation
 
@@ -40,8 +40,9 @@ import (
 const channel = "gatehouse_invalidate"
 
 // A Key names a changed row, the same way on every replica. The only rows
-// cached are users' (the provisioner's live users), so the only keys are
-// "user:<id>"; a cache ignores keys it does not know.
+// cached are users' (the provisioner's live users, and the User messages
+// GetMe builds from them), so the only keys are "user:<id>"; a cache
+// ignores keys it does not know.
 type Key string
 
 // User is the key of a user's row.
@@ -139,7 +140,8 @@ func New(st *store.Store, opts Options) (*Bus, error) {
 	return b, nil
 }
 
-// Subscribe adds a cache for the Bus to keep in step.
+// Subscribe adds a cache for the Bus to keep in step. Caches are told of a
+// change in the order they were subscribed.
 func (b *Bus) Subscribe(c Cache) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

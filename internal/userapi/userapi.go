@@ -80,7 +80,7 @@ func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gate
 	case u.DeletedAt != nil:
 		return nil, fmt.Errorf("the user was deleted: %w", derrors.ErrUnauthenticated)
 	}
-	msg := s.built.of(u, live)
+	msg := s.built.of(u, live, s.live)
 	// The response shares msg, and the permissions of a cached principal
 	// (already sorted and deduplicated, see viewer.Principal), with other
 	// calls: a response is only ever marshalled, never modified.
@@ -112,8 +112,8 @@ var _ invalidation.Cache = (*Service)(nil)
 
 // Invalidate drops the User message kept for the user key names
 // (invalidation.User), as the provisioner drops the row: subscribed to the
-// same changes, a deleted user's details do not stay in memory. Other keys
-// are ignored.
+// same changes, after the provisioner, a deleted user's details do not stay
+// in memory. Other keys are ignored.
 func (s *Service) Invalidate(key invalidation.Key) {
 	if id, ok := key.UserID(); ok {
 		s.built.mu.Lock()
@@ -135,10 +135,13 @@ const maxBuiltUsers = 10_000
 // builtUsers keeps the User message built from each live row GetMe answered
 // with, so that a signed-in user calling again and again has it built (and
 // its strings and timestamps allocated) once per row rather than once per
-// call. A row is only reused while it is the same row (the same pointer):
-// a user read again or changed is a new row, hence a new message. When full
-// it starts over, so many thousands of distinct callers cost what they
-// would without it.
+// call. A message is only used for the same row (the same pointer): a user
+// read again or changed is a new row, hence a new message. Entries go with
+// the invalidations that make the provisioner drop its rows (Invalidate),
+// and a row is only kept while it is still live, so a deletion racing a
+// call cannot leave the deleted user's details here. When full it starts
+// over, so many thousands of distinct callers cost what they would without
+// it.
 type builtUsers struct {
 	mu sync.Mutex
 	m  map[string]builtUser
@@ -153,7 +156,12 @@ type builtUser struct {
 // otherwise (a row just read is not remembered: it is not shared, and
 // another read will not return the same pointer). The message is shared:
 // callers must not modify it.
-func (b *builtUsers) of(u *ent.User, live bool) *gatehousev1.User {
+//
+// A new live row is remembered only if rows still has it live: an
+// invalidation between the caller's LiveUser and here has already run
+// Invalidate (the provisioner drops the row first, then this), and would
+// otherwise be undone.
+func (b *builtUsers) of(u *ent.User, live bool, rows LiveUsers) *gatehousev1.User {
 	if !live {
 		return toProto(u)
 	}
@@ -163,6 +171,9 @@ func (b *builtUsers) of(u *ent.User, live bool) *gatehousev1.User {
 		return e.msg
 	}
 	msg := toProto(u)
+	if still, ok := rows.LiveUser(u.ID); !ok || still != u {
+		return msg
+	}
 	if len(b.m) >= maxBuiltUsers {
 		clear(b.m)
 	}

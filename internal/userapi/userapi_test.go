@@ -482,12 +482,18 @@ func TestListUsersRejectsForeignTokens(t *testing.T) {
 type liveRows struct {
 	mu   sync.Mutex
 	rows map[string]*ent.User
+	// afterLookup, if set, runs after each LiveUser, outside mu.
+	afterLookup func(id string)
 }
 
 func (l *liveRows) LiveUser(id string) (*ent.User, bool) {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	u, ok := l.rows[id]
+	after := l.afterLookup
+	l.mu.Unlock()
+	if after != nil {
+		after(id)
+	}
 	return u, ok
 }
 
@@ -540,11 +546,12 @@ func TestGetMeFromLiveRows(t *testing.T) {
 		if got := email(t); got != "second@example.com" {
 			t.Fatalf("changed: email %q, want the new row's", got)
 		}
+		ofSecond, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
 		same := second
 		live.set(&same)
 		c, _ := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
-		if c.GetUser() == b.GetUser() {
-			t.Error("a new row was answered with an old row's message")
+		if c.GetUser() == ofSecond.GetUser() {
+			t.Error("a new row with the same content was answered with the old row's message")
 		}
 		// A change to the user, from a webhook here or on another replica:
 		// the message goes, even while the row is still live.
@@ -569,9 +576,43 @@ func TestGetMeFromLiveRows(t *testing.T) {
 	})
 }
 
+// TestGetMeKeepsNoRowInvalidatedMeanwhile: a user's row invalidated
+// (deleted, say) between GetMe's look-up of it and the keeping of its
+// message — the provisioner drops the row, then Invalidate runs — is not
+// kept afterwards, or the deleted user's details would stay in memory.
+func TestGetMeKeepsNoRowInvalidatedMeanwhile(t *testing.T) {
+	s := storetest.Open(t, "sqlite")
+	f := setup(t, s)
+	row, err := s.Client.User.Get(viewer.NewSystemContext(t.Context()), alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := &liveRows{rows: map[string]*ent.User{alice: row}}
+	svc := userapi.New(s.Client, f.tokens, live)
+	live.afterLookup = func(id string) { // the first look-up is GetMe's
+		live.afterLookup = nil
+		delete(live.rows, id)
+		svc.Invalidate(invalidation.User(id))
+	}
+	first, err := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	live.set(row) // the same row live again: a kept message would be reused
+	again, err := svc.GetMe(as(alice, alice), &gatehousev1.GetMeRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.GetUser() == first.GetUser() {
+		t.Error("the message of a row invalidated during the call was kept")
+	}
+}
+
 // TestGetMeSharedMessagesMarshalConcurrently is for -race: GetMe answers
 // concurrent calls with one User message and one permissions slice, which
-// gRPC and the HTTP transcoder marshal at the same time.
+// gRPC marshals for each at the same time (the HTTP listener's transcoder
+// then reads those bytes, not the message); protojson stands in for a
+// second reader.
 func TestGetMeSharedMessagesMarshalConcurrently(t *testing.T) {
 	s := storetest.Open(t, "sqlite")
 	f := setup(t, s)

@@ -138,7 +138,8 @@ func (r *Receiver) applyOnce(ctx context.Context, msgID string, ev *Event, body 
 
 // changedKeys names the cached rows an applied event changed, for the
 // caches that hold them (internal/invalidation). Only users' rows are cached
-// (the provisioner's live users), so only user.* events change any:
+// (the provisioner's live users, and GetMe's messages built from them), so
+// only user.* events change any:
 // organization and membership events, which never change a user's row
 // (they at most insert a stub, which no cache can hold), send nothing.
 func changedKeys(ev *Event) []invalidation.Key {
