@@ -146,7 +146,7 @@ func start(ctx context.Context, cfg *config.Config, log *slog.Logger, st *store.
 		Logger:   log,
 		Registry: reg,
 		Auth:     server.Interceptors{Unary: grpcauth.UnaryServerInterceptor(authn.AuthFunc), Stream: grpcauth.StreamServerInterceptor(authn.AuthFunc)},
-		Errors:   server.Interceptors{Unary: derrors.UnaryServerInterceptor(log), Stream: derrors.StreamServerInterceptor(log)},
+		Errors:   server.Interceptors{Unary: derrors.UnaryServerInterceptor(), Stream: derrors.StreamServerInterceptor()},
 		Users:    users,
 		Projects: projectapi.New(st.Client, tokens),
 		Webhooks: receiver,

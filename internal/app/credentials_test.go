@@ -435,6 +435,33 @@ func testKeyOutageEndToEnd(t *testing.T, via protocol) {
 	}
 }
 
+// TestHandlerFailureCausesAreLogged: a handler's failure the client sees as
+// UNAVAILABLE — here the database closed under ListProjects, after auth let
+// a warm session through — is one log line, the call's, with its cause.
+func TestHandlerFailureCausesAreLogged(t *testing.T) {
+	var logged testlog.Buffer
+	g := startLogging(t, "sqlite", &logged)
+	ctx := withToken(context.Background(), g.mint(t, clerkemu.Session{UserID: "user_dev"}))
+	if _, err := g.users.GetMe(ctx, &gatehousev1.GetMeRequest{}); err != nil {
+		t.Fatal(err) // the session and its user are now warm
+	}
+	g.app.Store.Client.Close()
+	before := strings.Count(logged.String(), "\n")
+	_, err := g.projects.ListProjects(ctx, &gatehousev1.ListProjectsRequest{})
+	if c := status.Code(err); c != codes.Unavailable {
+		t.Fatalf("got %v, want Unavailable", err)
+	}
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")[before:]
+	if len(lines) != 1 {
+		t.Fatalf("the failed call logged %d lines, want 1:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for _, want := range []string{`"msg":"rpc"`, `"method":"/gatehouse.v1.ProjectService/ListProjects"`, `"code":"Unavailable"`, `"cause":"`, "database is closed"} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("log line %s lacks %s", lines[0], want)
+		}
+	}
+}
+
 // TestAuthFailureCausesAreLogged: the cause of an authentication failure
 // the client sees as INTERNAL or UNAVAILABLE — here the database closed
 // under first-sight provisioning — is in the call's log line, with the

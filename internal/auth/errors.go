@@ -103,6 +103,17 @@ func (e *Error) Error() string {
 // Unwrap returns the cause.
 func (e *Error) Unwrap() error { return e.Err }
 
+// HiddenCause returns the cause of a failure whose detail the caller is not
+// shown — INTERNAL, UNAVAILABLE, RESOURCE_EXHAUSTED — for the per-call log
+// line, and nil for a refusal, whose reason the caller is told.
+func (e *Error) HiddenCause() error {
+	switch e.Code {
+	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.ResourceExhausted:
+		return e.Err
+	}
+	return nil
+}
+
 // GRPCStatus lets status.FromError and grpc-go turn e into a status: the
 // code, the message of Error, and RetryInfo when RetryAfter is set. The
 // cause is never part of it.

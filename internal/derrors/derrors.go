@@ -6,8 +6,8 @@
 // fmt.Errorf("project %s: %w", id, derrors.ErrNotFound)), a *BadRequest
 // listing field violations, or whatever the store returned. Status chooses the
 // code at the edge; UnaryServerInterceptor and StreamServerInterceptor apply
-// it to every RPC and log, once, the detail of each error whose text the
-// client is not shown.
+// it to every RPC, and hand the per-call log line (internal/server) the
+// detail of each error whose text the client is not shown (*WithheldError).
 //
 // What clients see:
 //

@@ -3,58 +3,71 @@ package derrors
 import (
 	"context"
 	"errors"
-	"log/slog"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/gatehouse-dev/gatehouse/ent/privacy"
 	"github.com/gatehouse-dev/gatehouse/internal/viewer"
 )
 
 // UnaryServerInterceptor returns an interceptor that turns a handler's error
-// into its Status. An error whose detail the client is not shown (INTERNAL
-// and the like) is logged here, once, with the detail; others are not, the
-// per-RPC log line records their code.
+// into its Status. It logs nothing: an error whose detail the client is not
+// shown (INTERNAL and the like) comes back as a *WithheldError, whose cause
+// the per-call log line records, once (internal/server).
 //
 // Install it inside the auth interceptor, so that it sees the principal.
-func UnaryServerInterceptor(logger *slog.Logger) grpc.UnaryServerInterceptor {
+func UnaryServerInterceptor() grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
-			return nil, convert(ctx, logger, info.FullMethod, err)
+			return nil, convert(ctx, err)
 		}
 		return resp, nil
 	}
 }
 
 // StreamServerInterceptor is UnaryServerInterceptor for streaming RPCs.
-func StreamServerInterceptor(logger *slog.Logger) grpc.StreamServerInterceptor {
+func StreamServerInterceptor() grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if err := handler(srv, ss); err != nil {
-			return convert(ss.Context(), logger, info.FullMethod, err)
+			return convert(ss.Context(), err)
 		}
 		return nil
 	}
 }
 
-func convert(ctx context.Context, logger *slog.Logger, method string, err error) error {
+// WithheldError is a failure whose detail the client is not shown: the
+// client sees Status, the server's log the cause. It is what the
+// interceptors return for such an error, and what they pass on unchanged
+// if a handler returns one (nested servers).
+type WithheldError struct {
+	status *status.Status
+	cause  error
+}
+
+// Error is the status's message, all the client sees.
+func (e *WithheldError) Error() string { return e.status.Message() }
+
+// GRPCStatus is the status the client sees.
+func (e *WithheldError) GRPCStatus() *status.Status { return e.status }
+
+// Unwrap returns the cause.
+func (e *WithheldError) Unwrap() error { return e.cause }
+
+// HiddenCause returns the cause, for the log.
+func (e *WithheldError) HiddenCause() error { return e.cause }
+
+func convert(ctx context.Context, err error) error {
+	if w := (*WithheldError)(nil); errors.As(err, &w) {
+		return w
+	}
 	if _, ok := viewer.FromContext(ctx); !ok && errors.Is(err, privacy.Deny) {
 		err = errors.Join(errNoViewer, err)
 	}
 	v := classify(err)
 	if v.withheld {
-		level := slog.LevelWarn
-		if v.status.Code() == codes.Internal {
-			level = slog.LevelError
-		}
-		p, _ := viewer.FromContext(ctx)
-		logger.LogAttrs(ctx, level, "rpc error",
-			slog.String("method", method),
-			slog.String("code", v.status.Code().String()),
-			slog.String("principal", p.ID()),
-			slog.String("error", err.Error()),
-		)
+		return &WithheldError{status: v.status, cause: err}
 	}
 	return v.status.Err()
 }

@@ -63,24 +63,22 @@ func logCall(ctx context.Context, log *slog.Logger, method string, rec *callReco
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("error", st.Message()))
-		// The auth interceptor's refusals (auth.Error) carry a cause the
-		// client is not shown and derrors never sees: log it here, once,
-		// when it is a failure rather than a refusal.
-		if cause := errors.Unwrap(err); cause != nil && hidesCause(st.Code()) {
-			attrs = append(attrs, slog.String("cause", cause.Error()))
+		// A failure whose cause the client is not shown (from auth, or a
+		// handler's through derrors) has it logged here, once.
+		var hidden causeHider
+		if errors.As(err, &hidden) {
+			if cause := hidden.HiddenCause(); cause != nil {
+				attrs = append(attrs, slog.String("cause", cause.Error()))
+			}
 		}
 	}
 	log.LogAttrs(ctx, level, "rpc", attrs...)
 }
 
-// hidesCause reports whether a call that ended with code failed for a reason
-// of Gatehouse's own, whose cause the client is not told.
-func hidesCause(code codes.Code) bool {
-	switch code {
-	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.ResourceExhausted:
-		return true
-	}
-	return false
+// causeHider is an error whose cause the client is not shown:
+// *auth.Error, *derrors.WithheldError.
+type causeHider interface {
+	HiddenCause() error
 }
 
 // notePrincipal records the principal auth put in the context.

@@ -54,13 +54,18 @@ type projects struct {
 
 // fakeAuth lets every call in as user_test — this package tests the
 // server's plumbing, not authentication — except in mode "auth-down", where
-// it fails as auth does when the database is down.
+// it fails as auth does when the database is down, and "auth-refused",
+// where it refuses an expired token.
 func fakeAuth() server.Interceptors {
 	p := &viewer.Principal{Kind: viewer.KindUser, Subject: "user_test", TenantID: "user_test"}
 	return server.Interceptors{
 		Unary: func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if md, _ := metadata.FromIncomingContext(ctx); strings.Join(md.Get("mode"), "") == "auth-down" {
-				return nil, &authError{cause: errors.New("look up user_test: dial tcp 10.0.0.5:5432: connect: connection refused")}
+			switch md, _ := metadata.FromIncomingContext(ctx); strings.Join(md.Get("mode"), "") {
+			case "auth-down":
+				return nil, &authError{codes.Unavailable, "authentication unavailable: store_unavailable",
+					errors.New("look up user_test: dial tcp 10.0.0.5:5432: connect: connection refused"), true}
+			case "auth-refused":
+				return nil, &authError{codes.Unauthenticated, "invalid token: expired", errors.New("token expired at 10:00:00"), false}
 			}
 			return h(viewer.NewContext(ctx, p), req)
 		},
@@ -70,13 +75,24 @@ func fakeAuth() server.Interceptors {
 	}
 }
 
-// authError is shaped like auth.Error: a status for the client, and a cause
-// for the log only.
-type authError struct{ cause error }
+// authError is shaped like auth.Error: a status for the client, and a
+// cause, for the log only when hidden from the client.
+type authError struct {
+	code   codes.Code
+	msg    string
+	cause  error
+	hidden bool
+}
 
-func (e *authError) Error() string              { return "authentication unavailable: store_unavailable" }
-func (e *authError) GRPCStatus() *status.Status { return status.New(codes.Unavailable, e.Error()) }
+func (e *authError) Error() string              { return e.msg }
+func (e *authError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }
 func (e *authError) Unwrap() error              { return e.cause }
+func (e *authError) HiddenCause() error {
+	if e.hidden {
+		return e.cause
+	}
+	return nil
+}
 
 func passThrough() server.Interceptors {
 	return server.Interceptors{
@@ -218,6 +234,25 @@ func TestAuthFailureIsLoggedWithItsCause(t *testing.T) {
 	}
 	if cause, _ := line["cause"].(string); !strings.Contains(cause, "connection refused") {
 		t.Errorf("rpc log line %v: want the cause", line)
+	}
+	if n := strings.Count(r.logs.String(), "\n"); n != 1 {
+		t.Errorf("%d log lines for the call, want 1:\n%s", n, r.logs.String())
+	}
+}
+
+// TestRefusalIsLoggedWithoutCause: a refusal's reason is the client's to
+// see; the log line has the code and message, and no cause.
+func TestRefusalIsLoggedWithoutCause(t *testing.T) {
+	r := serve(t, nil)
+	if err := call(context.Background(), r, "auth-refused"); status.Code(err) != codes.Unauthenticated {
+		t.Fatalf("call: %v, want UNAUTHENTICATED", err)
+	}
+	var line map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(r.logs.String())), &line); err != nil {
+		t.Fatalf("want one JSON log line, got %q: %v", r.logs.String(), err)
+	}
+	if line["code"] != "Unauthenticated" || line["error"] != "invalid token: expired" || line["cause"] != nil {
+		t.Errorf("rpc log line %v: want the code and message, no cause", line)
 	}
 }
 
