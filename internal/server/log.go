@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -76,9 +77,22 @@ func logCall(ctx context.Context, log *slog.Logger, method string, rec *callReco
 }
 
 // causeHider is an error whose cause the client is not shown:
-// *auth.Error, *derrors.WithheldError.
+// *auth.Error, *derrors.WithheldError, *panicError.
 type causeHider interface {
 	HiddenCause() error
+}
+
+// panicError is a handler's panic, recovered: INTERNAL for the client, the
+// value and the stack for the log.
+type panicError struct {
+	value any
+	stack []byte
+}
+
+func (e *panicError) Error() string              { return "internal error" }
+func (e *panicError) GRPCStatus() *status.Status { return status.New(codes.Internal, "internal error") }
+func (e *panicError) HiddenCause() error {
+	return fmt.Errorf("panic: %v\n%s", e.value, e.stack)
 }
 
 // notePrincipal records the principal auth put in the context.

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 	"sort"
 	"sync/atomic"
 	"time"
@@ -23,11 +24,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
 	"github.com/gatehouse-dev/gatehouse/internal/httpapi"
@@ -112,9 +111,10 @@ func New(o Options) (*Server, error) {
 	}
 
 	s := &Server{log: o.Logger, health: health.NewServer(), httpStopped: make(chan struct{})}
-	panics := recovery.WithRecoveryHandlerContext(func(ctx context.Context, p any) error {
-		o.Logger.ErrorContext(ctx, "panic in handler", "panic", p)
-		return status.Error(codes.Internal, "internal error")
+	// A panic is INTERNAL for the client; its value and stack are the
+	// cause on the call's log line.
+	panics := recovery.WithRecoveryHandler(func(p any) error {
+		return &panicError{value: p, stack: debug.Stack()}
 	})
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessageBytes),

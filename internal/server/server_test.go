@@ -183,6 +183,15 @@ func TestPanicBecomesInternal(t *testing.T) {
 	if st := status.Convert(err); st.Code() != codes.Internal || st.Message() != "internal error" {
 		t.Fatalf("panicking handler: %v, want Internal \"internal error\"", err)
 	}
+	// One log line, the call's, with the panic and where it happened.
+	var line map[string]any
+	if err := json.Unmarshal([]byte(strings.TrimSpace(r.logs.String())), &line); err != nil {
+		t.Fatalf("want one JSON log line, got %q: %v", r.logs.String(), err)
+	}
+	if cause, _ := line["cause"].(string); line["level"] != "ERROR" || line["code"] != "Internal" ||
+		!strings.HasPrefix(cause, "panic: boom\n") || !strings.Contains(cause, "server_test.go") {
+		t.Errorf("log line %v: want ERROR, Internal, the panic and its stack", line)
+	}
 	// The server survives it.
 	if err := call(context.Background(), r, ""); err != nil {
 		t.Fatalf("after the panic: %v", err)
