@@ -37,5 +37,6 @@
 // failure is an *Error, chosen in one table (errorOf), whose Reason is safe
 // to show and to use as a metric label; no error, log or metric ever carries
 // token text. Failures hidden from the caller (INTERNAL, UNAVAILABLE,
-// RESOURCE_EXHAUSTED) are logged once with their cause.
+// RESOURCE_EXHAUSTED) are logged once with their cause (Error.HiddenCause,
+// on the call's log line).
 package auth
