@@ -222,8 +222,14 @@ func TestRESTRoutes(t *testing.T) {
 			if st := g.request(t, nil, "GET", path, nil, auth...).want(t, 404).restStatus(t); st.Code() != codes.NotFound {
 				t.Fatalf("GET after DELETE: %v", st)
 			}
-			g.request(t, nil, "PUT", path, []byte(`{}`), jsonBody...).want(t, 405)
-			g.request(t, nil, "GET", "/v1/no/such/route", nil, auth...).want(t, 404)
+			// No route: JSON statuses like every other REST error.
+			wrongMethod := g.request(t, nil, "PUT", path, []byte(`{}`), jsonBody...).want(t, 405)
+			if st := wrongMethod.restStatus(t); st.Code() != codes.Unimplemented || wrongMethod.header.Get("Allow") == "" {
+				t.Errorf("PUT %s: %v, Allow %q; want UNIMPLEMENTED and the methods allowed", path, st, wrongMethod.header.Get("Allow"))
+			}
+			if st := g.request(t, nil, "GET", "/v1/no/such/route", nil, auth...).want(t, 404).restStatus(t); st.Code() != codes.NotFound {
+				t.Errorf("GET /v1/no/such/route: %v, want NOT_FOUND", st)
+			}
 		})
 	}
 }

@@ -15,23 +15,27 @@
 // (the gRPC server's own limit); the update mask of a REST PATCH taken from
 // the body's fields when the query names none; a JSON POST to an RPC path
 // taken as Connect even without its protocol header (curl); a unary answer
-// written in one piece; the call's protocol, for its log line (Protocol);
+// written in one piece; a JSON error when a REST request matches no route;
+// the call's protocol, for its log line (Protocol);
 // and CORS for the browsers' origins (the same list Clerk's azp is checked
 // against).
 package httpapi
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 
 	"connectrpc.com/vanguard"
 	"connectrpc.com/vanguard/vanguardgrpc"
 	"google.golang.org/genproto/googleapis/api/annotations"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/reflect/protoregistry"
@@ -82,6 +86,7 @@ func New(srv *grpc.Server, o Options) (*API, error) {
 	}
 	h = connectAtRPCPaths(services, h)
 	h = unaryWritesOnce(services, h)
+	h = restRouteErrors(h)
 	h = withProtocol(services, h)
 	return &API{handler: CORS(o.AllowedOrigins)(h), prefixes: prefixes(services)}, nil
 }
@@ -154,6 +159,68 @@ func rpcPrefixes(services []protoreflect.ServiceDescriptor) []string {
 
 func hasAnyPrefix(path string, prefixes []string) bool {
 	return slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(path, p) })
+}
+
+// restRouteErrors answers a REST request that matches no route (404), or
+// matches one only by path (405, with Allow), with a google.rpc.Status in
+// JSON, as every other REST error is — NOT_FOUND or UNIMPLEMENTED, as
+// grpc-gateway does — where vanguard writes plain text: it has not picked a
+// method, so not a protocol either. Requests to RPC paths keep the bare 404
+// and 405 that connect-go answers too, which Connect clients read as
+// UNIMPLEMENTED. Install it inside withProtocol.
+func restRouteErrors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if Protocol(r.Context()) != ProtocolREST {
+			next.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(&routeErrorWriter{ResponseWriter: w}, r)
+	})
+}
+
+// routeErrorWriter turns a plain-text 404 or 405 into its JSON status.
+type routeErrorWriter struct {
+	http.ResponseWriter
+	replaced bool // the body is written; drop the plain text
+}
+
+func (w *routeErrorWriter) WriteHeader(code int) {
+	h := w.Header()
+	if (code != http.StatusNotFound && code != http.StatusMethodNotAllowed) ||
+		!strings.HasPrefix(h.Get("Content-Type"), "text/plain") {
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	c := codes.NotFound
+	if code == http.StatusMethodNotAllowed {
+		c = codes.Unimplemented
+	}
+	body, err := json.Marshal(restError{Code: int(c), Message: http.StatusText(code), Details: []any{}})
+	if err != nil { // cannot happen: a fixed shape
+		w.ResponseWriter.WriteHeader(code)
+		return
+	}
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.ResponseWriter.WriteHeader(code)
+	w.ResponseWriter.Write(body) //nolint:errcheck // the client went away; nothing to do
+	w.replaced = true
+}
+
+func (w *routeErrorWriter) Write(b []byte) (int, error) {
+	if w.replaced {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *routeErrorWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// restError is google.rpc.Status as REST errors carry it.
+type restError struct {
+	Code    int    `json:"code"`
+	Message string `json:"message"`
+	Details []any  `json:"details"`
 }
 
 // unaryWritesOnce hands the handler of a unary call — every REST route, and
