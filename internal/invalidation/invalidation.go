@@ -76,6 +76,12 @@ type Options struct {
 	// PingInterval is how often an idle listening connection is checked;
 	// default 30 s.
 	PingInterval time.Duration
+	// ReplyTimeout is how long the listening connection may leave a ping
+	// (or a connection attempt, or LISTEN) unanswered before it is taken
+	// for lost and replaced; default 10 s. A connection the network stops
+	// carrying without a reset is so noticed within PingInterval +
+	// ReplyTimeout.
+	ReplyTimeout time.Duration
 }
 
 // A Bus carries invalidations between the replicas sharing one database.
@@ -108,6 +114,9 @@ func New(st *store.Store, opts Options) (*Bus, error) {
 	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 30 * time.Second
+	}
+	if opts.ReplyTimeout <= 0 {
+		opts.ReplyTimeout = 10 * time.Second
 	}
 	b := &Bus{
 		store:      st,
@@ -195,7 +204,7 @@ func (b *Bus) Listen(ctx context.Context) error {
 		return nil
 	}
 	var downSince time.Time // when the connection was lost; zero while up
-	l, err := b.store.NewListener(b.opts.MinReconnect, b.opts.MaxReconnect, func(ev pq.ListenerEventType, err error) {
+	l, err := b.store.NewListener(b.opts.MinReconnect, b.opts.MaxReconnect, b.opts.ReplyTimeout, func(ev pq.ListenerEventType, err error) {
 		// Called on the listener's own goroutine, in order.
 		switch ev {
 		case pq.ListenerEventConnected, pq.ListenerEventReconnected:
@@ -256,7 +265,8 @@ func (b *Bus) Listen(ctx context.Context) error {
 			}
 		case <-ping.C:
 			// A dead connection that no read has noticed yet fails the
-			// ping, and the listener reconnects.
+			// ping, within ReplyTimeout if the network is silent
+			// (store.NewListener), and the listener reconnects.
 			go l.Ping() //nolint:errcheck // the listener's events report it
 		}
 	}

@@ -2,6 +2,8 @@ package invalidation_test
 
 import (
 	"context"
+	"net"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -56,6 +58,12 @@ type replica struct {
 
 func newReplica(t *testing.T, url string) *replica {
 	t.Helper()
+	return newReplicaWith(t, url, invalidation.Options{MinReconnect: 20 * time.Millisecond, MaxReconnect: 200 * time.Millisecond})
+}
+
+// newReplicaWith is newReplica with opts (a registry of its own added).
+func newReplicaWith(t *testing.T, url string, opts invalidation.Options) *replica {
+	t.Helper()
 	ctx := context.Background()
 	s, err := store.Open(ctx, url)
 	if err != nil {
@@ -63,7 +71,8 @@ func newReplica(t *testing.T, url string) *replica {
 	}
 	t.Cleanup(func() { s.Close() })
 	reg := prometheus.NewRegistry()
-	bus, err := invalidation.New(s, invalidation.Options{Registerer: reg, MinReconnect: 20 * time.Millisecond, MaxReconnect: 200 * time.Millisecond})
+	opts.Registerer = reg
+	bus, err := invalidation.New(s, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,8 +83,13 @@ func newReplica(t *testing.T, url string) *replica {
 	go func() { done <- bus.Listen(lctx) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Listen: %v", err)
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Listen: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Error("Listen did not return within 20 s of being stopped")
 		}
 	})
 	select {
@@ -225,6 +239,156 @@ func TestListenerReconnects(t *testing.T) {
 	}
 	a.change(t, true, invalidation.User("user_after"))
 	waitUntil(t, time.Second, "B to hear of a change after reconnecting", func() bool { return b.cache.has(invalidation.User("user_after")) })
+}
+
+// TestListenerNoticesASilentNetwork: a listening connection that the network
+// stops carrying, without a reset (a partition), is taken for lost within
+// PingInterval + ReplyTimeout rather than TCP's quarter of an hour — the
+// gauge says so — and replaced once the network is back, the caches reset.
+// While it is silent, Listen still returns at once when asked to stop.
+func TestListenerNoticesASilentNetwork(t *testing.T) {
+	url := storetest.URL(t, "postgres")
+	s, err := store.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Migrate(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	proxy := newSilentProxy(t, url)
+	opts := invalidation.Options{
+		MinReconnect: 20 * time.Millisecond, MaxReconnect: 200 * time.Millisecond,
+		PingInterval: 100 * time.Millisecond, ReplyTimeout: 300 * time.Millisecond,
+	}
+	r := newReplicaWith(t, proxy.url, opts)
+	connected := func() float64 { return metricValue(r.reg, "gatehouse_cache_listener_connected", "") }
+	resets := r.cache.resetCount()
+
+	proxy.silence(true)
+	waitUntil(t, 5*time.Second, "the silent connection to be taken for lost", func() bool { return connected() == 0 })
+	proxy.silence(false)
+	waitUntil(t, 10*time.Second, "a new connection, and the caches reset", func() bool {
+		return connected() == 1 && r.cache.resetCount() > resets
+	})
+
+	// Stopping while the network is silent.
+	other := newSilentProxy(t, url)
+	st, err := store.Open(context.Background(), other.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	bus, err := invalidation.New(st, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- bus.Listen(ctx) }()
+	select {
+	case <-bus.Subscribed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("not subscribed within 10 s")
+	}
+	other.silence(true)
+	time.Sleep(150 * time.Millisecond) // a ping is now waiting for its answer
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Listen: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("Listen did not return within 2 s of being stopped while the network was silent")
+	}
+}
+
+// silentProxy carries TCP connections to a Postgres server until silenced:
+// then it stops carrying bytes either way, closing nothing, as a network
+// partition does.
+type silentProxy struct {
+	url string // the database URL through the proxy
+
+	mu     sync.Mutex
+	cond   *sync.Cond
+	silent bool
+}
+
+func newSilentProxy(t *testing.T, dbURL string) *silentProxy {
+	t.Helper()
+	u, err := url.Parse(dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &silentProxy{}
+	p.cond = sync.NewCond(&p.mu)
+	target := u.Host
+	u.Host = ln.Addr().String()
+	p.url = u.String()
+	var conns []net.Conn
+	var connsMu sync.Mutex
+	t.Cleanup(func() {
+		ln.Close()
+		p.silence(false)
+		connsMu.Lock()
+		defer connsMu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("tcp", target)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			connsMu.Lock()
+			conns = append(conns, client, server)
+			connsMu.Unlock()
+			go p.pipe(server, client)
+			go p.pipe(client, server)
+		}
+	}()
+	return p
+}
+
+func (p *silentProxy) silence(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.silent = on
+	p.cond.Broadcast()
+}
+
+func (p *silentProxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	defer src.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.silent {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // TestSQLiteIsLocalOnly: on SQLite, Publish sends nothing and Listen waits;

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"net"
+	"sync"
 	"time"
 
 	"entgo.io/ent/dialect"
@@ -81,9 +83,109 @@ func (d notifyingDriver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dial
 // minReconnect, doubling to maxReconnect between attempts) and subscribed
 // again to its channels, with events reported to onEvent. It fails on
 // SQLite.
-func (s *Store) NewListener(minReconnect, maxReconnect time.Duration, onEvent pq.EventCallbackType) (*pq.Listener, error) {
+//
+// Its connection is taken for lost when something it sends — the startup,
+// LISTEN, a Ping — has no answer within replyTimeout, and so is a
+// connection attempt that long: a network that drops packets without a
+// reset (a partition, a database host that vanished) would otherwise leave
+// it waiting on TCP's own timeouts, a quarter of an hour, unaware it hears
+// nothing, with a Ping holding the Listener's lock all along so that even
+// Close waits.
+func (s *Store) NewListener(minReconnect, maxReconnect, replyTimeout time.Duration, onEvent pq.EventCallbackType) (*pq.Listener, error) {
 	if s.Dialect != dialect.Postgres {
 		return nil, errors.New("store: notifications need Postgres")
 	}
-	return pq.NewListener(s.dsn, minReconnect, maxReconnect, onEvent), nil
+	d := replyDialer{dialer: net.Dialer{Timeout: replyTimeout}, timeout: replyTimeout}
+	return pq.NewDialListener(d, s.dsn, minReconnect, maxReconnect, onEvent), nil
+}
+
+// replyDialer dials connections that expect an answer to every write
+// within timeout (replyConn).
+type replyDialer struct {
+	dialer  net.Dialer
+	timeout time.Duration
+}
+
+var (
+	_ pq.Dialer        = replyDialer{}
+	_ pq.DialerContext = replyDialer{}
+)
+
+func (d replyDialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
+
+func (d replyDialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+func (d replyDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.dialer.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	return &replyConn{Conn: c, timeout: d.timeout}, nil
+}
+
+// replyConn is a connection on which every write is answered: a write
+// arms a read deadline timeout away, unless one is armed already, and
+// anything read disarms it. Idle, waiting for notifications, it has none.
+// Deadlines its user sets (lib/pq's connect_timeout) still apply: the read
+// deadline is the earlier of the two.
+type replyConn struct {
+	net.Conn
+	timeout time.Duration
+
+	mu       sync.Mutex
+	external time.Time // the user's read deadline
+	due      time.Time // when an answer is due; zero if none is
+}
+
+func (c *replyConn) Write(b []byte) (int, error) {
+	c.mu.Lock()
+	if c.due.IsZero() {
+		c.due = time.Now().Add(c.timeout)
+		c.applyLocked()
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(b)
+}
+
+func (c *replyConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		if !c.due.IsZero() {
+			c.due = time.Time{}
+			c.applyLocked()
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *replyConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
+}
+
+func (c *replyConn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.external = t
+	return c.applyLocked()
+}
+
+// applyLocked sets the read deadline to the earlier of the two. c.mu must
+// be held.
+func (c *replyConn) applyLocked() error {
+	d := c.external
+	if d.IsZero() || (!c.due.IsZero() && c.due.Before(d)) {
+		d = c.due
+	}
+	return c.Conn.SetReadDeadline(d)
 }
