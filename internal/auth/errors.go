@@ -104,8 +104,9 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // HiddenCause returns the cause of a failure whose detail the caller is not
-// shown — INTERNAL, UNAVAILABLE, RESOURCE_EXHAUSTED — for the per-call log
-// line, and nil for a refusal, whose reason the caller is told.
+// shown — INTERNAL, UNAVAILABLE, RESOURCE_EXHAUSTED (and UNKNOWN and
+// DATA_LOSS, which auth does not use) — for the per-call log line, and nil
+// for a refusal, whose reason the caller is told.
 func (e *Error) HiddenCause() error {
 	switch e.Code {
 	case codes.Internal, codes.Unknown, codes.DataLoss, codes.Unavailable, codes.ResourceExhausted:

@@ -139,9 +139,9 @@ func New(cfg Config) (*Authenticator, error) {
 //  6. a missing permission: PERMISSION_DENIED.
 //
 // A Gatehouse method without a rule is PERMISSION_DENIED. Errors are
-// *Error; their cause (Unwrap), never shown to the caller, is what the
-// per-call log line records for INTERNAL, UNAVAILABLE and
-// RESOURCE_EXHAUSTED.
+// *Error; their cause, never shown to the caller, is what the per-call log
+// line records for INTERNAL, UNAVAILABLE and RESOURCE_EXHAUSTED
+// (Error.HiddenCause).
 func (a *Authenticator) Authenticate(ctx context.Context, fullMethod string) (context.Context, error) {
 	p, err := a.authenticate(ctx, fullMethod)
 	if err != nil {

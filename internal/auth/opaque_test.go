@@ -473,9 +473,9 @@ func TestKeyFetchTimeout(t *testing.T) {
 }
 
 // TestFailuresCarryTheirCause: a failure the caller sees as INTERNAL,
-// UNAVAILABLE or RESOURCE_EXHAUSTED carries its cause (Unwrap), which the
-// server's per-call log line records and the caller never sees; the cause
-// never holds the token.
+// UNAVAILABLE or RESOURCE_EXHAUSTED carries its cause (HiddenCause), which
+// the server's per-call log line records and the caller never sees; the
+// cause never holds the token.
 func TestFailuresCarryTheirCause(t *testing.T) {
 	e := newEnv(t, envOptions{opaque: OpaqueConfig{Burst: 1, Rate: 1}})
 	s := startServer(t, e, serverOptions{roles: memberships})
@@ -517,7 +517,11 @@ func TestFailuresCarryTheirCause(t *testing.T) {
 			if ae.Code != tt.code || ae.Reason != tt.reason {
 				t.Fatalf("got %v %q (%v), want %v %q", ae.Code, ae.Reason, err, tt.code, tt.reason)
 			}
-			cause := errors.Unwrap(err)
+			var hidden interface{ HiddenCause() error }
+			if !errors.As(err, &hidden) {
+				t.Fatalf("%v has no HiddenCause", err)
+			}
+			cause := hidden.HiddenCause()
 			if cause == nil || !strings.Contains(cause.Error(), tt.cause) {
 				t.Fatalf("cause %v, want one containing %q", cause, tt.cause)
 			}

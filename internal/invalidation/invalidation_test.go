@@ -245,7 +245,8 @@ func TestListenerReconnects(t *testing.T) {
 // stops carrying, without a reset (a partition), is taken for lost within
 // PingInterval + ReplyTimeout rather than TCP's quarter of an hour — the
 // gauge says so — and replaced once the network is back, the caches reset.
-// While it is silent, Listen still returns at once when asked to stop.
+// While it is silent, Listen still returns, within ReplyTimeout, when asked
+// to stop.
 func TestListenerNoticesASilentNetwork(t *testing.T) {
 	url := storetest.URL(t, "postgres")
 	s, err := store.Open(context.Background(), url)
@@ -263,6 +264,8 @@ func TestListenerNoticesASilentNetwork(t *testing.T) {
 	}
 	r := newReplicaWith(t, proxy.url, opts)
 	connected := func() float64 { return metricValue(r.reg, "gatehouse_cache_listener_connected", "") }
+	// Subscribed comes before lib/pq reports the connection: wait for that.
+	waitUntil(t, 10*time.Second, "the listener to report its connection", func() bool { return connected() == 1 })
 	resets := r.cache.resetCount()
 
 	proxy.silence(true)
@@ -292,7 +295,7 @@ func TestListenerNoticesASilentNetwork(t *testing.T) {
 		t.Fatal("not subscribed within 10 s")
 	}
 	other.silence(true)
-	time.Sleep(150 * time.Millisecond) // a ping is now waiting for its answer
+	waitUntil(t, 5*time.Second, "a ping to be held by the silent network", func() bool { return other.heldCount() > 0 })
 	cancel()
 	select {
 	case err := <-done:
@@ -313,6 +316,7 @@ type silentProxy struct {
 	mu     sync.Mutex
 	cond   *sync.Cond
 	silent bool
+	held   int // reads not carried because silent
 }
 
 func newSilentProxy(t *testing.T, dbURL string) *silentProxy {
@@ -362,6 +366,12 @@ func newSilentProxy(t *testing.T, dbURL string) *silentProxy {
 	return p
 }
 
+func (p *silentProxy) heldCount() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held
+}
+
 func (p *silentProxy) silence(on bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -377,6 +387,9 @@ func (p *silentProxy) pipe(dst, src net.Conn) {
 		n, err := src.Read(buf)
 		if n > 0 {
 			p.mu.Lock()
+			if p.silent {
+				p.held++
+			}
 			for p.silent {
 				p.cond.Wait()
 			}

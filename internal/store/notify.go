@@ -90,12 +90,14 @@ func (d notifyingDriver) BeginTx(ctx context.Context, opts *sql.TxOptions) (dial
 // reset (a partition, a database host that vanished) would otherwise leave
 // it waiting on TCP's own timeouts, a quarter of an hour, unaware it hears
 // nothing, with a Ping holding the Listener's lock all along so that even
-// Close waits.
+// Close waits. On Linux, TCP_USER_TIMEOUT bounds the same: a ping written
+// just as a stray notification was read (which disarms the deadline) is
+// still not retransmitted into silence for longer than replyTimeout.
 func (s *Store) NewListener(minReconnect, maxReconnect, replyTimeout time.Duration, onEvent pq.EventCallbackType) (*pq.Listener, error) {
 	if s.Dialect != dialect.Postgres {
 		return nil, errors.New("store: notifications need Postgres")
 	}
-	d := replyDialer{dialer: net.Dialer{Timeout: replyTimeout}, timeout: replyTimeout}
+	d := replyDialer{dialer: net.Dialer{Timeout: replyTimeout, Control: userTimeout(replyTimeout)}, timeout: replyTimeout}
 	return pq.NewDialListener(d, s.dsn, minReconnect, maxReconnect, onEvent), nil
 }
 
@@ -132,6 +134,10 @@ func (d replyDialer) DialContext(ctx context.Context, network, address string) (
 // replyConn is a connection on which every write is answered: a write
 // arms a read deadline timeout away, unless one is armed already, and
 // anything read disarms it. Idle, waiting for notifications, it has none.
+// (lib/pq's reader may be slow to read an answer that came in time while
+// it hands a burst of notifications to a full channel, and a deadline
+// passed meanwhile fails the connection: a reconnection, and caches reset,
+// but nothing lost. The Bus empties that channel at once.)
 // Deadlines its user sets (lib/pq's connect_timeout) still apply: the read
 // deadline is the earlier of the two.
 type replyConn struct {

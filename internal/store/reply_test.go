@@ -57,16 +57,16 @@ func TestReplyConn(t *testing.T) {
 		}
 	})
 	t.Run("the user's deadline", func(t *testing.T) {
-		const long = 2 * time.Second
+		const long, short = 2 * time.Second, 300 * time.Millisecond
 		c, _ := pair(t, long)
-		if err := c.SetDeadline(time.Now().Add(timeout)); err != nil {
+		if err := c.SetDeadline(time.Now().Add(short)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Write([]byte("startup")); err != nil {
 			t.Fatal(err)
 		}
 		if took, err := read(c); !errors.Is(err, os.ErrDeadlineExceeded) || took > long/2 {
-			t.Errorf("read: %v after %v, want the user's earlier deadline (%v)", err, took, timeout)
+			t.Errorf("read: %v after %v, want the user's earlier deadline (%v)", err, took, short)
 		}
 		// The user clears its deadline (lib/pq, after startup): the
 		// write's own still holds.
@@ -75,6 +75,36 @@ func TestReplyConn(t *testing.T) {
 		}
 		if took, err := read(c); !errors.Is(err, os.ErrDeadlineExceeded) || took > 2*long {
 			t.Errorf("read: %v after %v, want the write's deadline", err, took)
+		}
+	})
+	t.Run("the write's deadline, earlier than the user's", func(t *testing.T) {
+		c, _ := pair(t, timeout)
+		if err := c.SetReadDeadline(time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		if took, err := read(c); !errors.Is(err, os.ErrDeadlineExceeded) || took > 10*timeout {
+			t.Errorf("read: %v after %v, want the write's deadline (%v)", err, took, timeout)
+		}
+	})
+	t.Run("a read already waiting when the write is sent", func(t *testing.T) {
+		// lib/pq's reader waits for notifications while a ping is written.
+		c, _ := pair(t, timeout)
+		result := make(chan error, 1)
+		go func() { _, err := read(c); result <- err }()
+		time.Sleep(50 * time.Millisecond)
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-result:
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Errorf("waiting read: %v, want a deadline error", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a waiting read outlived the unanswered write's deadline by seconds")
 		}
 	})
 }
