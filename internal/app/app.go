@@ -267,6 +267,7 @@ func newAuthenticator(cfg *config.Config, keys auth.KeySource, backend *clerk.Cl
 			Clerk:          backend,
 			Burst:          cfg.VerifyBurst,
 			Rate:           cfg.VerifyRate,
+			TrustedProxies: cfg.TrustedProxies,
 			OAuthAudiences: cfg.OAuthAudiences,
 		})
 		users = backend

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	gatehousev1 "github.com/gatehouse-dev/gatehouse/gen/gatehouse/v1"
+	"github.com/gatehouse-dev/gatehouse/internal/auth"
 	"github.com/gatehouse-dev/gatehouse/internal/clerkemu"
 	"github.com/gatehouse-dev/gatehouse/internal/config"
 	"github.com/gatehouse-dev/gatehouse/internal/store/storetest"
@@ -489,5 +492,50 @@ func TestAuthFailureCausesAreLogged(t *testing.T) {
 	}
 	if strings.Contains(logged.String(), tok) {
 		t.Errorf("the log holds the token")
+	}
+}
+
+// TestTrustedProxiesSplitTheBudget: behind a trusted proxy
+// (GATEHOUSE_TRUSTED_PROXIES; here the tests' own 127.0.0.1), each client
+// the proxy names in x-forwarded-for has its own budget of requests to
+// Clerk, so one client's flood of invented credentials leaves another's
+// new credential verified. Without it, both are the proxy's address, and
+// share one.
+func TestTrustedProxiesSplitTheBudget(t *testing.T) {
+	eachProtocol(t, testTrustedProxiesSplitTheBudget)
+}
+
+func testTrustedProxiesSplitTheBudget(t *testing.T, via protocol) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("trusted=%v", trusted), func(t *testing.T) {
+			g := start(t, "sqlite", func(c *config.Config) {
+				c.VerifyBurst, c.VerifyRate = 2, 0.01
+				if trusted {
+					c.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+				}
+			}).over(t, via)
+			g.emu.AddUser(clerkemu.User{ID: "user_p"})
+			from := func(client, token string) context.Context {
+				return metadata.AppendToOutgoingContext(as(token, ""), auth.ForwardedForKey, client)
+			}
+
+			var codesSeen []codes.Code
+			for i := range 4 {
+				_, err := g.projects.ListProjects(from("203.0.113.1", fmt.Sprintf("mt_%040d", i)), &gatehousev1.ListProjectsRequest{})
+				codesSeen = append(codesSeen, status.Code(err))
+			}
+			if want := []codes.Code{codes.Unauthenticated, codes.Unauthenticated, codes.ResourceExhausted, codes.ResourceExhausted}; !slices.Equal(codesSeen, want) {
+				t.Fatalf("the flooding client: %v, want %v", codesSeen, want)
+			}
+			key := must(g.emu.MintAPIKey(clerkemu.APIKey{Subject: "user_p"}))
+			_, err := g.projects.ListProjects(from("203.0.113.2", key), &gatehousev1.ListProjectsRequest{})
+			if trusted {
+				if err != nil {
+					t.Errorf("another client's new key behind the same proxy: %v", err)
+				}
+			} else {
+				wantCode(t, err, codes.ResourceExhausted)
+			}
+		})
 	}
 }

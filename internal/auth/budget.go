@@ -3,12 +3,14 @@ package auth
 import (
 	"context"
 	"fmt"
-	"net"
+	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/time/rate"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 )
 
@@ -97,21 +99,65 @@ func (b *verifyBudget) slot(refund func()) (release func(), err error) {
 	}
 }
 
+// ForwardedForKey is the metadata (HTTP header) in which a proxy names the
+// addresses a call came through, the client's first: read only from the
+// trusted proxies (OpaqueConfig.TrustedProxies).
+const ForwardedForKey = "x-forwarded-for"
+
 // callerAddress is the address a call came from, without its port: the key
 // of the caller's budget. gRPC puts the remote address in the context's
 // peer; the HTTP listener does the same for Connect and gRPC-Web. A call
-// without one shares the budget of the empty address.
-func callerAddress(ctx context.Context) string {
+// whose peer is one of the trusted proxies is charged to the address the
+// proxies forwarded it for: the rightmost address in x-forwarded-for that
+// is not a trusted proxy itself — anything further left, the client may
+// have written. A hop that is not an address stops the search, and the
+// peer is charged. A call without an address shares the budget of the
+// empty address.
+func callerAddress(ctx context.Context, trusted []netip.Prefix) string {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
 		return ""
 	}
-	if tcp, ok := p.Addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
+	addr, ok := parseAddr(p.Addr.String())
+	if !ok {
+		return p.Addr.String()
 	}
-	addr := p.Addr.String()
-	if host, _, err := net.SplitHostPort(addr); err == nil {
-		return host
+	if !inAny(addr, trusted) {
+		return addr.String()
 	}
-	return addr
+	hops := metadata.ValueFromIncomingContext(ctx, ForwardedForKey)
+	for i := len(hops) - 1; i >= 0; i-- {
+		list := strings.Split(hops[i], ",")
+		for j := len(list) - 1; j >= 0; j-- {
+			hop, ok := parseAddr(strings.TrimSpace(list[j]))
+			if !ok {
+				return addr.String()
+			}
+			if !inAny(hop, trusted) {
+				return hop.String()
+			}
+		}
+	}
+	return addr.String()
+}
+
+// parseAddr reads an IP address, with a port or without ("192.0.2.1",
+// "192.0.2.1:443", "[2001:db8::1]:443"), IPv4-mapped IPv6 as IPv4.
+func parseAddr(s string) (netip.Addr, bool) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return a.Unmap(), true
+	}
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap.Addr().Unmap(), true
+	}
+	return netip.Addr{}, false
+}
+
+func inAny(a netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }

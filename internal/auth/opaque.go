@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -54,6 +55,11 @@ type OpaqueConfig struct {
 	// MaxCallers bounds the addresses whose buckets are kept; default
 	// 10,000.
 	MaxCallers int
+	// TrustedProxies are the addresses of the proxies in front of
+	// Gatehouse (GATEHOUSE_TRUSTED_PROXIES): a call from one is charged to
+	// the address it was forwarded for (x-forwarded-for), not to the
+	// proxy's. None: every call is charged to its peer address.
+	TrustedProxies []netip.Prefix
 	// MaxInFlight bounds the requests to Clerk in flight, for all callers
 	// together; default 16.
 	MaxInFlight int
@@ -98,6 +104,7 @@ type OpaqueVerifier struct {
 	accepted *tokenCache[*grant]
 	refused  *tokenCache[*Error]
 	budget   *verifyBudget
+	proxies  []netip.Prefix // trusted
 	flight   flight[*grant]
 }
 
@@ -145,6 +152,7 @@ func NewOpaqueVerifier(cfg OpaqueConfig) *OpaqueVerifier {
 		accepted:   newTokenCache[*grant](cfg.CacheSize),
 		refused:    newTokenCache[*Error](cfg.CacheSize),
 		budget:     newVerifyBudget(cfg.Burst, cfg.Rate, cfg.MaxCallers, cfg.MaxInFlight),
+		proxies:    slices.Clone(cfg.TrustedProxies),
 	}
 }
 
@@ -173,7 +181,7 @@ func (v *OpaqueVerifier) grant(ctx context.Context, kind viewer.Credential, toke
 		return nil, unauthenticated(ReasonMalformed, nil)
 	}
 	return v.flight.do(ctx, token, cached,
-		func() (func(), error) { return v.budget.admit(callerAddress(ctx), v.now(), renewal) },
+		func() (func(), error) { return v.budget.admit(callerAddress(ctx, v.proxies), v.now(), renewal) },
 		func(ctx context.Context) (*grant, error) { return v.verify(ctx, kind, token) },
 	)
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"sort"
 	"strconv"
@@ -83,6 +84,10 @@ type Config struct {
 	// "burst,refill per second").
 	VerifyBurst int
 	VerifyRate  float64
+	// TrustedProxies are the proxies in front of Gatehouse whose
+	// x-forwarded-for names the caller address of that budget
+	// (GATEHOUSE_TRUSTED_PROXIES: addresses or CIDR prefixes).
+	TrustedProxies []netip.Prefix
 	// WebhookRetention is how long the record of a webhook delivery (its
 	// svix-id and raw payload) is kept (GATEHOUSE_WEBHOOK_RETENTION).
 	WebhookRetention time.Duration
@@ -222,6 +227,14 @@ func Load(getenv Getenv) (*Config, error) {
 		} else {
 			c.VerifyBurst, c.VerifyRate = burst, rate
 		}
+	}
+	for _, v := range SplitList(getenv("GATEHOUSE_TRUSTED_PROXIES")) {
+		p, err := parsePrefix(v)
+		if err != nil {
+			bad("GATEHOUSE_TRUSTED_PROXIES", "want comma-separated addresses or CIDR prefixes, got %q", v)
+			continue
+		}
+		c.TrustedProxies = append(c.TrustedProxies, p)
 	}
 	if v := getenv("GATEHOUSE_PAGE_TOKEN_SECRET"); v != "" {
 		if len(v) < 32 {
@@ -365,6 +378,23 @@ func parseVerifyRate(s string) (burst int, perSecond float64, err error) {
 		return 0, 0, fmt.Errorf("refill: want calls per second, more than 0 and at most 10000, got %q", r)
 	}
 	return burst, perSecond, nil
+}
+
+// parsePrefix reads "10.0.0.0/8", or an address alone as the prefix of
+// just that address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if p.Addr().Is4In6() {
+		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
 }
 
 // SplitList reads a comma-separated list, as in CLERK_AUTHORIZED_PARTIES

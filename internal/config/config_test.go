@@ -178,6 +178,46 @@ func TestVerifyRateAndAudience(t *testing.T) {
 	}
 }
 
+func TestTrustedProxies(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []string // as netip.Prefix prints them
+		bad  bool
+	}{
+		{in: "", want: nil},
+		{in: "10.0.0.0/8, 192.0.2.7", want: []string{"10.0.0.0/8", "192.0.2.7/32"}},
+		{in: "2001:db8::/32,::1", want: []string{"2001:db8::/32", "::1/128"}},
+		{in: "10.1.2.3/8", want: []string{"10.0.0.0/8"}},          // masked
+		{in: "::ffff:10.0.0.0/104", want: []string{"10.0.0.0/8"}}, // IPv4 in IPv6
+		{in: "::ffff:192.0.2.7", want: []string{"192.0.2.7/32"}},
+		{in: "proxy.internal", bad: true},
+		{in: "10.0.0.0/33", bad: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			m := valid()
+			m["GATEHOUSE_TRUSTED_PROXIES"] = tt.in
+			c, err := config.Load(env(m))
+			if tt.bad {
+				if err == nil || !strings.Contains(err.Error(), "GATEHOUSE_TRUSTED_PROXIES:") {
+					t.Fatalf("Load = %v, want a problem with GATEHOUSE_TRUSTED_PROXIES", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, p := range c.TrustedProxies {
+				got = append(got, p.String())
+			}
+			if d := cmp.Diff(tt.want, got); d != "" {
+				t.Errorf("(-want +got):\n%s", d)
+			}
+		})
+	}
+}
+
 // TestWebhookSigningSecret: the secret must be a Svix one, "whsec_" and the
 // base64 of at least 24 bytes; anything weaker is listed with the other
 // problems, without echoing the secret.
