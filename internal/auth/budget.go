@@ -125,11 +125,21 @@ func callerAddress(ctx context.Context, trusted []netip.Prefix) string {
 	if !inAny(addr, trusted) {
 		return addr.String()
 	}
-	hops := metadata.ValueFromIncomingContext(ctx, ForwardedForKey)
-	for i := len(hops) - 1; i >= 0; i-- {
-		list := strings.Split(hops[i], ",")
-		for j := len(list) - 1; j >= 0; j-- {
-			hop, ok := parseAddr(strings.TrimSpace(list[j]))
+	values := metadata.ValueFromIncomingContext(ctx, ForwardedForKey)
+	seen := 0
+	for i := len(values) - 1; i >= 0; i-- {
+		rest := values[i]
+		for more := true; more; {
+			item := rest
+			if comma := strings.LastIndexByte(rest, ','); comma >= 0 {
+				item, rest = rest[comma+1:], rest[:comma]
+			} else {
+				more = false // the value's first item
+			}
+			if seen++; seen > maxForwardedHops {
+				return addr.String()
+			}
+			hop, ok := parseAddr(strings.TrimSpace(item))
 			if !ok {
 				return addr.String()
 			}
@@ -141,16 +151,24 @@ func callerAddress(ctx context.Context, trusted []netip.Prefix) string {
 	return addr.String()
 }
 
+// maxForwardedHops bounds the trusted proxies a call may have come
+// through: past it, the proxy nearest Gatehouse is charged. It also keeps
+// a long header's cost in check.
+const maxForwardedHops = 16
+
 // parseAddr reads an IP address, with a port or without ("192.0.2.1",
-// "192.0.2.1:443", "[2001:db8::1]:443"), IPv4-mapped IPv6 as IPv4.
+// "192.0.2.1:443", "[2001:db8::1]:443", "[2001:db8::1]"), IPv4-mapped IPv6
+// as IPv4, without an IPv6 zone (which no prefix contains).
 func parseAddr(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
+	a, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"))
+	if err != nil {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
 	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
-	}
-	return netip.Addr{}, false
+	return a.Unmap().WithZone(""), true
 }
 
 func inAny(a netip.Addr, prefixes []netip.Prefix) bool {

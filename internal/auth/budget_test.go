@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"google.golang.org/grpc/metadata"
@@ -36,6 +37,13 @@ func TestCallerAddress(t *testing.T) {
 		{"only proxies: the proxy", tcp("10.0.0.1:5000"), []string{"10.9.9.9"}, proxies, "10.0.0.1"},
 		{"not an address: the proxy", tcp("10.0.0.1:5000"), []string{"203.0.113.9, unknown"}, proxies, "10.0.0.1"},
 		{"empty hop: the proxy", tcp("10.0.0.1:5000"), []string{"203.0.113.9,"}, proxies, "10.0.0.1"},
+		{"bracketed IPv6 without a port", tcp("10.0.0.1:5000"), []string{"[2001:db8:1::7]"}, proxies, "2001:db8:1::7"},
+		{"a zone is dropped", tcp("10.0.0.1:5000"), []string{"fe80::1%eth0"}, proxies, "fe80::1"},
+		{"a zoned proxy is still trusted", zoned("fe80::1", "eth0"), []string{"203.0.113.9"},
+			[]netip.Prefix{netip.MustParsePrefix("fe80::/64")}, "203.0.113.9"},
+		{"16 trusted hops", tcp("10.0.0.1:5000"), []string{"203.0.113.9" + strings.Repeat(", 10.0.0.2", 15)}, proxies, "203.0.113.9"},
+		{"more than 16 hops: the proxy", tcp("10.0.0.1:5000"), []string{"203.0.113.9" + strings.Repeat(", 10.0.0.2", 16)}, proxies, "10.0.0.1"},
+		{"a huge header: the proxy", tcp("10.0.0.1:5000"), []string{strings.Repeat(",", 60_000)}, proxies, "10.0.0.1"},
 		{"no peer", nil, []string{"203.0.113.9"}, proxies, ""},
 	}
 	for _, tt := range tests {
@@ -52,6 +60,10 @@ func TestCallerAddress(t *testing.T) {
 			}
 		})
 	}
+}
+
+func zoned(ip, zone string) net.Addr {
+	return &net.TCPAddr{IP: net.ParseIP(ip), Port: 5000, Zone: zone}
 }
 
 func tcp(s string) net.Addr {

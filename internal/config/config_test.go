@@ -192,6 +192,7 @@ func TestTrustedProxies(t *testing.T) {
 		{in: "::ffff:192.0.2.7", want: []string{"192.0.2.7/32"}},
 		{in: "proxy.internal", bad: true},
 		{in: "10.0.0.0/33", bad: true},
+		{in: "::ffff:0:0/90", bad: true}, // mapped, but wider than IPv4
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

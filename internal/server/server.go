@@ -38,6 +38,11 @@ import (
 // same): a larger one is RESOURCE_EXHAUSTED.
 const MaxMessageBytes = 4 << 20
 
+// MaxHeaderBytes bounds a request's headers (metadata) on both listeners:
+// far more than a bearer token needs, far less than gRPC's own default of
+// 16 MiB.
+const MaxHeaderBytes = 64 << 10
+
 // ShutdownTimeout bounds how long a Serve method drains in-flight work after
 // its context ends before it cuts connections.
 const ShutdownTimeout = 15 * time.Second
@@ -118,6 +123,7 @@ func New(o Options) (*Server, error) {
 	})
 	s.grpc = grpc.NewServer(
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
+		grpc.MaxHeaderListSize(MaxHeaderBytes),
 		grpc.ChainUnaryInterceptor(
 			metrics.UnaryServerInterceptor(),
 			logUnary(o.Logger),
@@ -176,7 +182,7 @@ func New(o Options) (*Server, error) {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(o.Logger.Handler(), slog.LevelWarn),
 	}
 	return s, nil

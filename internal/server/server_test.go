@@ -443,3 +443,21 @@ func TestShutdownDrainsInFlightHTTPCalls(t *testing.T) {
 		t.Fatal("server did not stop after draining")
 	}
 }
+
+// TestHeadersAreBounded: the server bounds metadata at MaxHeaderBytes —
+// gRPC itself would take 16 MiB — and says so in its HTTP/2 settings, so a
+// gRPC-Go client refuses to send more (other clients' streams are reset);
+// the server goes on serving.
+func TestHeadersAreBounded(t *testing.T) {
+	r := serve(t, nil)
+	big := metadata.AppendToOutgoingContext(context.Background(), "x-padding", strings.Repeat("a", server.MaxHeaderBytes))
+	if err := call(big, r, ""); err == nil {
+		t.Fatal("a call with more than MaxHeaderBytes of metadata succeeded")
+	} else {
+		t.Logf("refused: %v", err)
+	}
+	ok := metadata.AppendToOutgoingContext(context.Background(), "x-padding", strings.Repeat("a", server.MaxHeaderBytes/2))
+	if err := call(ok, r, ""); err != nil {
+		t.Fatalf("a call with half of MaxHeaderBytes of metadata: %v", err)
+	}
+}
