@@ -104,8 +104,8 @@ func (b *verifyBudget) slot(refund func()) (release func(), err error) {
 // trusted proxies (OpaqueConfig.TrustedProxies).
 const ForwardedForKey = "x-forwarded-for"
 
-// callerAddress is the address a call came from, without its port: the key
-// of the caller's budget. gRPC puts the remote address in the context's
+// callerAddress is the key of the caller's budget: the address a call came
+// from, without its port — for IPv6, its /64 (budgetKey). gRPC puts the remote address in the context's
 // peer; the HTTP listener does the same for Connect and gRPC-Web. A call
 // whose peer is one of the trusted proxies is charged to the address the
 // proxies forwarded it for: the rightmost address in x-forwarded-for that
@@ -114,16 +114,24 @@ const ForwardedForKey = "x-forwarded-for"
 // peer is charged. A call without an address shares the budget of the
 // empty address.
 func callerAddress(ctx context.Context, trusted []netip.Prefix) string {
+	if a, ok := callerAddr(ctx, trusted); ok {
+		return budgetKey(a)
+	}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		return p.Addr.String() // not an IP address: as it is
+	}
+	return ""
+}
+
+// callerAddr is callerAddress's address, if the peer's is an IP address.
+func callerAddr(ctx context.Context, trusted []netip.Prefix) (netip.Addr, bool) {
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.Addr == nil {
-		return ""
+		return netip.Addr{}, false
 	}
 	addr, ok := parseAddr(p.Addr.String())
-	if !ok {
-		return p.Addr.String()
-	}
-	if !inAny(addr, trusted) {
-		return addr.String()
+	if !ok || !inAny(addr, trusted) {
+		return addr, ok
 	}
 	values := metadata.ValueFromIncomingContext(ctx, ForwardedForKey)
 	seen := 0
@@ -137,18 +145,29 @@ func callerAddress(ctx context.Context, trusted []netip.Prefix) string {
 				more = false // the value's first item
 			}
 			if seen++; seen > maxForwardedHops {
-				return addr.String()
+				return addr, true
 			}
 			hop, ok := parseAddr(strings.TrimSpace(item))
 			if !ok {
-				return addr.String()
+				return addr, true
 			}
 			if !inAny(hop, trusted) {
-				return hop.String()
+				return hop, true
 			}
 		}
 	}
-	return addr.String()
+	return addr, true
+}
+
+// budgetKey is the key of address a's budget: the address itself for IPv4,
+// and for IPv6 its /64 — the block one subscriber or host is handed, whose
+// 2^64 addresses one client could otherwise spread a flood over, one bucket
+// each, pushing everyone else's out of the bounded set of buckets.
+func budgetKey(a netip.Addr) string {
+	if a.Is6() {
+		return netip.PrefixFrom(a, 64).Masked().String()
+	}
+	return a.String()
 }
 
 // maxForwardedHops bounds the trusted proxies a call may have come
