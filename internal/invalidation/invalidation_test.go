@@ -2,6 +2,7 @@ package invalidation_test
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/url"
 	"slices"
@@ -48,12 +49,35 @@ func (r *recorder) resetCount() int {
 	return r.resets
 }
 
-// replica is one process's Bus on a store, listening until the test ends.
+// replica is one process's Bus on a store, listening until the test ends
+// or stop.
 type replica struct {
 	store *store.Store
 	bus   *invalidation.Bus
 	cache *recorder
 	reg   *prometheus.Registry
+
+	cancel   context.CancelFunc
+	done     chan error // Listen's result
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// stop ends Listen and returns its error, or an error if it does not
+// return within limit. Later calls return the first one's answer.
+func (r *replica) stop(limit time.Duration) error {
+	r.stopOnce.Do(func() {
+		r.cancel()
+		select {
+		case err := <-r.done:
+			if err != nil {
+				r.stopErr = fmt.Errorf("Listen: %w", err)
+			}
+		case <-time.After(limit):
+			r.stopErr = fmt.Errorf("Listen did not return within %v of being stopped", limit)
+		}
+	})
+	return r.stopErr
 }
 
 func newReplica(t *testing.T, url string) *replica {
@@ -76,20 +100,13 @@ func newReplicaWith(t *testing.T, url string, opts invalidation.Options) *replic
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &replica{store: s, bus: bus, cache: &recorder{}, reg: reg}
-	bus.Subscribe(r.cache)
 	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- bus.Listen(lctx) }()
+	r := &replica{store: s, bus: bus, cache: &recorder{}, reg: reg, cancel: cancel, done: make(chan error, 1)}
+	bus.Subscribe(r.cache)
+	go func() { r.done <- bus.Listen(lctx) }()
 	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Listen: %v", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Error("Listen did not return within 20 s of being stopped")
+		if err := r.stop(20 * time.Second); err != nil {
+			t.Error(err)
 		}
 	})
 	select {
@@ -248,15 +265,7 @@ func TestListenerReconnects(t *testing.T) {
 // While it is silent, Listen still returns, within ReplyTimeout, when asked
 // to stop.
 func TestListenerNoticesASilentNetwork(t *testing.T) {
-	url := storetest.URL(t, "postgres")
-	s, err := store.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.Migrate(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	url := storetest.URL(t, "postgres") // listening needs no schema
 	proxy := newSilentProxy(t, url)
 	opts := invalidation.Options{
 		MinReconnect: 20 * time.Millisecond, MaxReconnect: 200 * time.Millisecond,
@@ -277,33 +286,11 @@ func TestListenerNoticesASilentNetwork(t *testing.T) {
 
 	// Stopping while the network is silent.
 	other := newSilentProxy(t, url)
-	st, err := store.Open(context.Background(), other.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	bus, err := invalidation.New(st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- bus.Listen(ctx) }()
-	select {
-	case <-bus.Subscribed():
-	case <-time.After(10 * time.Second):
-		t.Fatal("not subscribed within 10 s")
-	}
+	q := newReplicaWith(t, other.url, opts)
 	other.silence(true)
 	waitUntil(t, 5*time.Second, "a ping to be held by the silent network", func() bool { return other.heldCount() > 0 })
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("Listen: %v", err)
-		}
-	case <-time.After(2 * time.Second):
-		t.Fatal("Listen did not return within 2 s of being stopped while the network was silent")
+	if err := q.stop(2 * time.Second); err != nil {
+		t.Fatalf("stopped while the network was silent: %v", err)
 	}
 }
 
