@@ -24,7 +24,9 @@ type callRecord struct {
 type callRecordKey struct{}
 
 // logUnary writes one structured line per call: method, protocol (see
-// httpapi.Protocol), code, duration and principal id. It never logs metadata, so no token can reach the log.
+// httpapi.Protocol), code, duration, principal id, and the cause of a
+// failure the client is not told (causeHider). It never logs metadata, so
+// no token can reach the log.
 func logUnary(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		rec := &callRecord{}

@@ -53,7 +53,7 @@ var _ gatehousev1.UserServiceServer = (*Service)(nil)
 // tenancy-enforcing client of internal/store; tokens signs ListUsers' page
 // tokens; live, if not nil, serves GetMe the rows auth has just vouched for.
 func New(client *ent.Client, tokens *pagetoken.Codec, live LiveUsers) *Service {
-	return &Service{client: client, tokens: tokens, live: live, built: builtUsers{m: make(map[string]builtUser)}}
+	return &Service{client: client, tokens: tokens, live: live, built: builtUsers{rows: live, m: make(map[string]builtUser)}}
 }
 
 var errUserNotFound = fmt.Errorf("user %w", derrors.ErrNotFound)
@@ -80,7 +80,7 @@ func (s *Service) GetMe(ctx context.Context, _ *gatehousev1.GetMeRequest) (*gate
 	case u.DeletedAt != nil:
 		return nil, fmt.Errorf("the user was deleted: %w", derrors.ErrUnauthenticated)
 	}
-	msg := s.built.of(u, live, s.live)
+	msg := s.built.of(u, live)
 	// The response shares msg, and the permissions of a cached principal
 	// (already sorted and deduplicated, see viewer.Principal), with other
 	// calls: a response is only ever marshalled, never modified.
@@ -143,8 +143,9 @@ const maxBuiltUsers = 10_000
 // over, so many thousands of distinct callers cost what they would without
 // it.
 type builtUsers struct {
-	mu sync.Mutex
-	m  map[string]builtUser
+	rows LiveUsers // the live rows, nil if none are
+	mu   sync.Mutex
+	m    map[string]builtUser
 }
 
 type builtUser struct {
@@ -157,11 +158,11 @@ type builtUser struct {
 // another read will not return the same pointer). The message is shared:
 // callers must not modify it.
 //
-// A new live row is remembered only if rows still has it live: an
+// A new live row is remembered only if b.rows still has it live: an
 // invalidation between the caller's LiveUser and here has already run
 // Invalidate (the provisioner drops the row first, then this), and would
 // otherwise be undone.
-func (b *builtUsers) of(u *ent.User, live bool, rows LiveUsers) *gatehousev1.User {
+func (b *builtUsers) of(u *ent.User, live bool) *gatehousev1.User {
 	if !live {
 		return toProto(u)
 	}
@@ -171,7 +172,7 @@ func (b *builtUsers) of(u *ent.User, live bool, rows LiveUsers) *gatehousev1.Use
 		return e.msg
 	}
 	msg := toProto(u)
-	if still, ok := rows.LiveUser(u.ID); !ok || still != u {
+	if still, ok := b.rows.LiveUser(u.ID); !ok || still != u {
 		return msg
 	}
 	if len(b.m) >= maxBuiltUsers {
