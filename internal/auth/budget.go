@@ -105,14 +105,14 @@ func (b *verifyBudget) slot(refund func()) (release func(), err error) {
 const ForwardedForKey = "x-forwarded-for"
 
 // callerAddress is the key of the caller's budget: the address a call came
-// from, without its port — for IPv6, its /64 (budgetKey). gRPC puts the remote address in the context's
-// peer; the HTTP listener does the same for Connect and gRPC-Web. A call
-// whose peer is one of the trusted proxies is charged to the address the
-// proxies forwarded it for: the rightmost address in x-forwarded-for that
-// is not a trusted proxy itself — anything further left, the client may
-// have written. A hop that is not an address stops the search, and the
-// peer is charged. A call without an address shares the budget of the
-// empty address.
+// from, without its port, and for IPv6 its /64 (budgetKey). gRPC puts the
+// remote address in the context's peer; the HTTP listener does the same for
+// Connect, gRPC-Web and REST. A call whose peer is one of the trusted
+// proxies is charged to the address the proxies forwarded it for: the
+// rightmost address in x-forwarded-for that is not a trusted proxy itself —
+// anything further left, the client may have written. A hop that is not an
+// address stops the search, and the peer is charged. A call without an
+// address shares the budget of the empty address.
 func callerAddress(ctx context.Context, trusted []netip.Prefix) string {
 	if a, ok := callerAddr(ctx, trusted); ok {
 		return budgetKey(a)

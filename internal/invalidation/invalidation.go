@@ -15,8 +15,8 @@
 // reconnects and subscribes again by itself; after every (re)connection the
 // Bus resets its caches, since it cannot know what it missed. Meanwhile, the
 // provisioner's 5 s trust window bounds how stale a live user can be (GetMe's
-// kept messages follow the provisioner's rows). On SQLite there is one process and no notification: only
-// Committed does anything.
+// kept messages follow the provisioner's rows). On SQLite there is one
+// process and no notification: only Committed does anything.
 package invalidation
 
 import (
