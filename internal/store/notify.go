@@ -97,15 +97,19 @@ func (s *Store) NewListener(minReconnect, maxReconnect, replyTimeout time.Durati
 	if s.Dialect != dialect.Postgres {
 		return nil, errors.New("store: notifications need Postgres")
 	}
-	d := replyDialer{dialer: net.Dialer{Timeout: replyTimeout, Control: userTimeout(replyTimeout)}, timeout: replyTimeout}
-	return pq.NewDialListener(d, s.dsn, minReconnect, maxReconnect, onEvent), nil
+	return pq.NewDialListener(newReplyDialer(replyTimeout), s.dsn, minReconnect, maxReconnect, onEvent), nil
 }
 
 // replyDialer dials connections that expect an answer to every write
-// within timeout (replyConn).
+// within timeout (replyConn), connecting within it too, with
+// TCP_USER_TIMEOUT of it where the system has one.
 type replyDialer struct {
 	dialer  net.Dialer
 	timeout time.Duration
+}
+
+func newReplyDialer(timeout time.Duration) replyDialer {
+	return replyDialer{dialer: net.Dialer{Timeout: timeout, Control: userTimeout(timeout)}, timeout: timeout}
 }
 
 var (

@@ -18,8 +18,7 @@ func TestListenerDialSetsUserTimeout(t *testing.T) {
 	}
 	defer ln.Close()
 	const timeout = 1500 * time.Millisecond
-	d := replyDialer{dialer: net.Dialer{Timeout: timeout, Control: userTimeout(timeout)}, timeout: timeout}
-	c, err := d.DialContext(context.Background(), "tcp", ln.Addr().String())
+	c, err := newReplyDialer(timeout).DialContext(context.Background(), "tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
